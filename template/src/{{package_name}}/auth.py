@@ -1,0 +1,126 @@
+"""Connection authentication (C04, C05): strict verification of the CONNECT token.
+
+The token travels in the Socket.IO CONNECT packet's `auth` payload, never in the query
+string or a header (those land in access logs and proxies). Verification pins the one
+algorithm of this project, requires every claim it relies on, and names why a token was
+refused with a stable reason code for the security log; the client only hears
+"unauthorized".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+
+from .keys import ALGORITHM, KeySource, UnknownKeyError
+
+MAX_TOKEN_CHARS: Final = 8192
+MAX_SUB_CHARS: Final = 256
+REQUIRED_CLAIMS: Final = ("exp", "iat", "sub", "iss", "aud")
+# Headers that ask a verifier to fetch or trust a key the token itself names.
+KEY_REFERENCE_HEADERS: Final = frozenset({"jku", "jwk", "x5u", "x5c"})
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a connection is, from a verified token."""
+
+    sub: str
+    scopes: frozenset[str]
+    expires_at: float
+    token_id: str | None = None
+
+
+class AuthError(Exception):
+    """A refused token. `reason` is a stable code for logs; it never holds token text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_DECODE_ERRORS: Final[tuple[tuple[type[jwt.InvalidTokenError], str], ...]] = (
+    (jwt.ExpiredSignatureError, "token_expired"),
+    (jwt.ImmatureSignatureError, "token_not_yet_valid"),
+    (jwt.InvalidAudienceError, "token_audience"),
+    (jwt.InvalidIssuerError, "token_issuer"),
+    (jwt.MissingRequiredClaimError, "token_claims_missing"),
+    (jwt.InvalidSignatureError, "token_signature"),
+)
+
+
+class TokenVerifier:
+    def __init__(self, *, keys: KeySource, issuer: str, audience: str, leeway: int) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+
+    async def verify_auth(self, auth: object) -> Identity:
+        """Verify a CONNECT `auth` payload, which must be exactly `{"token": "<jwt>"}`."""
+        if not isinstance(auth, dict) or auth.keys() != {"token"}:
+            raise AuthError("auth_missing")
+        return await self.verify(auth["token"])
+
+    async def verify(self, token: object) -> Identity:
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:
+            raise AuthError("token_malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise AuthError("token_malformed") from None
+        # Pin the algorithm before any key is chosen: this is what defeats `alg: none` and
+        # HMAC-signed-with-the-public-key confusion, whatever the key source returns.
+        if header.get("alg") != ALGORITHM:
+            raise AuthError("token_algorithm")
+        if KEY_REFERENCE_HEADERS & header.keys():
+            raise AuthError("token_key_reference")
+        try:
+            key = await self._keys.key_for(header)
+        except UnknownKeyError:
+            raise AuthError("token_key_unknown") from None
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(_reason(exc)) from None
+        return _identity(claims)
+
+
+def _reason(exc: jwt.InvalidTokenError) -> str:
+    for error_type, reason in _DECODE_ERRORS:
+        if isinstance(exc, error_type):
+            return reason
+    return "token_invalid"
+
+
+def _identity(claims: Mapping[str, Any]) -> Identity:
+    sub, exp, jti = claims["sub"], claims["exp"], claims.get("jti")
+    if not isinstance(sub, str) or not 0 < len(sub) <= MAX_SUB_CHARS:
+        raise AuthError("token_subject")
+    if not isinstance(jti, str | None):
+        raise AuthError("token_claims_invalid")
+    return Identity(
+        sub=sub, scopes=_scopes(claims.get("scope")), expires_at=float(exp), token_id=jti
+    )
+
+
+def _scopes(value: object) -> frozenset[str]:
+    """The `scope` claim: a space-separated string (RFC 8693) or a list of strings."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return frozenset(value)
+    raise AuthError("token_claims_invalid")

@@ -1,0 +1,63 @@
+"""The example domain: chat rooms. Replace it with your own events, keeping the pattern:
+one schema per event, the scope it needs, and an ack envelope for every outcome.
+
+- `join {room}` needs scope `rooms:join`;
+- `leave {room}`;
+- `message {room, text}` needs scope `rooms:write` and membership of the room; the server
+  broadcasts `message {room, sub, text, ts}` to the room's other members.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+import socketio
+
+from .dispatch import Ack, Context, Router, error, ok
+from .schemas import Join, Leave, Message
+
+SCOPE_JOIN: Final = "rooms:join"
+SCOPE_WRITE: Final = "rooms:write"
+
+
+def room_key(room: str) -> str:
+    # Namespaced so that no room name can collide with a client's private sid room.
+    return f"room:{room}"
+
+
+class Rooms:
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+
+    def _is_member(self, ctx: Context, room: str) -> bool:
+        return room_key(room) in self._sio.rooms(ctx.sid)
+
+    async def join(self, ctx: Context, payload: Join) -> Ack:
+        await self._sio.enter_room(ctx.sid, room_key(payload.room))
+        return ok(room=payload.room)
+
+    async def leave(self, ctx: Context, payload: Leave) -> Ack:
+        if not self._is_member(ctx, payload.room):
+            return error("not_member")
+        await self._sio.leave_room(ctx.sid, room_key(payload.room))
+        return ok(room=payload.room)
+
+    async def message(self, ctx: Context, payload: Message) -> Ack:
+        if not self._is_member(ctx, payload.room):
+            return error("not_member")
+        broadcast = {
+            "room": payload.room,
+            "sub": ctx.identity.sub,
+            "text": payload.text,
+            "ts": time.time(),
+        }
+        await self._sio.emit("message", broadcast, room=room_key(payload.room), skip_sid=ctx.sid)
+        return ok(room=payload.room)
+
+
+def register(router: Router, sio: socketio.AsyncServer) -> None:
+    rooms = Rooms(sio)
+    router.on("join", Join, rooms.join, scope=SCOPE_JOIN)
+    router.on("leave", Leave, rooms.leave, scope=None)
+    router.on("message", Message, rooms.message, scope=SCOPE_WRITE)

@@ -1,0 +1,110 @@
+"""Security posture (C14): what is unsafe about a configuration.
+
+The server refuses to start on any finding, in every mode; development mode relaxes only
+what `findings()` says (http:// origins on loopback, DEBUG logging). The `check` command
+prints the posture and exits non-zero on any finding.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from . import keys
+from .settings import Finding, Settings
+
+MIN_MESSAGE_BYTES = 1024
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_LEEWAY_SECONDS = 120
+_ORIGIN = re.compile(
+    r"^https?://([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\])(:[1-9][0-9]{0,4})?$"
+)
+
+
+def findings(settings: Settings) -> list[Finding]:
+    """Everything unsafe about `settings`. Development mode relaxes only what it says."""
+    found = [*_tls_findings(settings), *_origin_findings(settings)]
+    found += keys.key_findings(settings)
+    if not settings.jwt_issuer.strip():
+        found.append(Finding("jwt_issuer_missing", "jwt_issuer", "tokens need an issuer"))
+    if not settings.jwt_audience.strip():
+        found.append(Finding("jwt_audience_missing", "jwt_audience", "tokens need an audience"))
+    if settings.jwt_leeway_seconds > MAX_LEEWAY_SECONDS:
+        found.append(
+            Finding(
+                "jwt_leeway_too_large",
+                "jwt_leeway_seconds",
+                f"at most {MAX_LEEWAY_SECONDS} s: leeway keeps expired tokens alive",
+            )
+        )
+    if not MIN_MESSAGE_BYTES <= settings.max_message_bytes <= MAX_MESSAGE_BYTES:
+        found.append(
+            Finding(
+                "max_message_bytes_out_of_range",
+                "max_message_bytes",
+                f"must be between {MIN_MESSAGE_BYTES} and {MAX_MESSAGE_BYTES}",
+            )
+        )
+    if settings.is_production and settings.log_level == "DEBUG":
+        found.append(Finding("debug_logging", "log_level", "DEBUG logging is not for production"))
+    return found
+
+
+def _tls_findings(settings: Settings) -> list[Finding]:
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return [
+            Finding(
+                "tls_missing",
+                "tls_cert_file",
+                "TLS is required: set the certificate and key files "
+                "(for development, run init-dev)",
+            )
+        ]
+    return [
+        Finding("tls_unreadable", name, f"cannot read {path}")
+        for name, path in (
+            ("tls_cert_file", settings.tls_cert_file),
+            ("tls_key_file", settings.tls_key_file),
+        )
+        if not path.is_file()
+    ]
+
+
+def _origin_findings(settings: Settings) -> list[Finding]:
+    setting = "cors_allowed_origins"
+    if not settings.cors_allowed_origins:
+        # python-engineio treats an empty list as "do not check origins at all".
+        return [Finding("origins_empty", setting, "list at least one allowed origin")]
+    found = []
+    for origin in settings.cors_allowed_origins:
+        if "*" in origin:
+            found.append(Finding("origin_wildcard", setting, "wildcards are not allowed"))
+        elif not _ORIGIN.match(origin):
+            found.append(
+                Finding(
+                    "origin_malformed",
+                    setting,
+                    f"{origin!r} is not an exact lower-case scheme://host[:port] origin",
+                )
+            )
+        elif origin.startswith("http://") and (
+            settings.is_production or not _is_loopback(urlsplit(origin).hostname)
+        ):
+            found.append(
+                Finding(
+                    "origin_insecure",
+                    setting,
+                    f"{origin!r} is not https (development allows http:// on loopback only)",
+                )
+            )
+    return found
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False

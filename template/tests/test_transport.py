@@ -1,0 +1,50 @@
+"""C02: websocket-only. Long-polling is refused before any body is read, and a polling
+request cannot be upgraded either."""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+
+from live import LiveServer
+
+
+def http_request(
+    server: LiveServer, method: str, path: str, body: bytes | None = None
+) -> tuple[int, bytes]:
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", server.port, timeout=5, context=server.pki.client_context()
+    )
+    try:
+        connection.request(method, path, body=body, headers={"Host": "localhost"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["EIO=4&transport=polling", "EIO=4", "EIO=3&transport=polling&b64=1"],
+    ids=["polling", "no-transport", "eio3-polling"],
+)
+def test_polling_transport_is_refused(server: LiveServer, query: str) -> None:
+    """C02: engineio's default transport is polling; without a transport it must refuse too."""
+    status, _ = http_request(server, "GET", f"/socket.io/?{query}")
+    assert status == 400
+
+
+def test_polling_post_is_refused(server: LiveServer) -> None:
+    """C02: a polling POST with a body is refused as well."""
+    status, _ = http_request(
+        server, "POST", "/socket.io/?EIO=4&transport=polling&sid=x", body=b"4" * 10_000
+    )
+    assert status == 400
+
+
+def test_websocket_transport_without_upgrade_is_refused(server: LiveServer) -> None:
+    """C02: `transport=websocket` over plain HTTP does not open a session."""
+    status, body = http_request(server, "GET", "/socket.io/?EIO=4&transport=websocket")
+    assert status == 400
+    assert b'"sid"' not in body
