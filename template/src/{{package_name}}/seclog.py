@@ -27,3 +27,27 @@ def _clean(value: object) -> str:
     # Quote-free single tokens: a crafted Origin header must not forge log fields.
     text = "-" if value is None else str(value)
     return "".join(ch if ch.isprintable() and ch not in ' ="' else "_" for ch in text)[:200]
+
+
+class RedactQueryStrings(logging.Filter):
+    """uvicorn logs each websocket request line with its query string, where careless
+    clients put tokens (C04, C13): keep the path, drop the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_without_query(arg) for arg in record.args)
+        return True
+
+
+def _without_query(arg: object) -> object:
+    if isinstance(arg, str) and arg.startswith("/") and "?" in arg:
+        return arg.partition("?")[0] + "?[redacted]"
+    return arg
+
+
+def redact_server_logs() -> None:
+    """Install `RedactQueryStrings` on uvicorn's loggers, once."""
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactQueryStrings) for f in logger.filters):
+            logger.addFilter(RedactQueryStrings())

@@ -1,0 +1,13 @@
+# Sourced by scripts/demo and scripts/test: a virtual environment in .venv with the
+# template's tools (tests/requirements.txt), made once and refreshed when that file changes.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON=${PYTHON:-python3}
+stamp=.venv/.requirements.sha256
+wanted=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "setting up .venv with the template's tools (tests/requirements.txt)..." >&2
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+  echo "$wanted" > "$stamp"
+fi
