@@ -160,6 +160,15 @@ MUTATIONS = [
         ("test_token_naming_its_own_key_is_refused",),
     ),
     Mutation(
+        "C05", "jwks-fetched-on-the-event-loop", "keys.py",
+        ((
+            "jwk = await asyncio.to_thread(self._client.get_signing_key, kid)",
+            "jwk = self._client.get_signing_key(kid)",
+        ),),
+        "tests/test_jwks.py",
+        ("test_jwks_fetch_runs_off_the_event_loop",),
+    ),
+    Mutation(
         "C09", "schemas-lax", "schemas.py",
         ((
             'ConfigDict(extra="forbid", strict=True, frozen=True)',
@@ -175,6 +184,13 @@ MUTATIONS = [
         ),),
         "tests/test_size_limits.py",
         ("test_frame_over_the_limit_closes_only_the_sender",),
+    ),
+    Mutation(
+        "C20", "no-security-headers", "server.py",
+        (('headers = [(b"content-type", b"application/json"), *SECURITY_HEADERS]',
+          'headers = [(b"content-type", b"application/json")]'),),
+        "tests/test_transport.py",
+        ("test_http_responses_carry_security_headers",),
     ),
     Mutation(
         "C14", "serve-ignores-findings", "cli.py",

@@ -13,13 +13,21 @@ from live import LiveServer
 def http_request(
     server: LiveServer, method: str, path: str, body: bytes | None = None
 ) -> tuple[int, bytes]:
+    status, _, payload = http_exchange(server, method, path, body)
+    return status, payload
+
+
+def http_exchange(
+    server: LiveServer, method: str, path: str, body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
     connection = http.client.HTTPSConnection(
         "127.0.0.1", server.port, timeout=5, context=server.pki.client_context()
     )
     try:
         connection.request(method, path, body=body, headers={"Host": "localhost"})
         response = connection.getresponse()
-        return response.status, response.read()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, headers, response.read()
     finally:
         connection.close()
 
@@ -48,3 +56,16 @@ def test_websocket_transport_without_upgrade_is_refused(server: LiveServer) -> N
     status, body = http_request(server, "GET", "/socket.io/?EIO=4&transport=websocket")
     assert status == 400
     assert b'"sid"' not in body
+
+
+@pytest.mark.parametrize(("path", "status"), [("/healthz", 200), ("/admin", 404), ("/", 404)])
+def test_http_responses_carry_security_headers(server: LiveServer, path: str, status: int) -> None:
+    """C20: the HTTP surface outside Socket.IO answers with the security headers; there is
+    no admin UI (C21)."""
+    got, headers, _ = http_exchange(server, "GET", path)
+    assert got == status
+    assert headers["strict-transport-security"].startswith("max-age=")
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["cache-control"] == "no-store"
+    assert headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert "server" not in headers
