@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from urllib.parse import urlsplit
 
-from . import keys
+from . import keys, tls
 from .settings import Finding, Settings
 
 MIN_MESSAGE_BYTES = 1024
@@ -61,7 +62,7 @@ def _tls_findings(settings: Settings) -> list[Finding]:
                 "(for development, run init-dev)",
             )
         ]
-    return [
+    unreadable = [
         Finding("tls_unreadable", name, f"cannot read {path}")
         for name, path in (
             ("tls_cert_file", settings.tls_cert_file),
@@ -69,6 +70,16 @@ def _tls_findings(settings: Settings) -> list[Finding]:
         )
         if not path.is_file()
     ]
+    if unreadable:
+        return unreadable
+    try:
+        tls.server_context(settings.tls_cert_file, settings.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        return [
+            Finding("tls_invalid", "tls_key_file", f"certificate and key do not load: {reason}")
+        ]
+    return []
 
 
 def _origin_findings(settings: Settings) -> list[Finding]:
