@@ -96,12 +96,22 @@ MUTATIONS = [
         ("test_connect_without_auth_is_refused", "test_malformed_auth_payload_is_refused"),
     ),
     Mutation(
-        "C04", "query-string-logged", "server.py",
-        ((
-            "    seclog.redact_server_logs()\n", "",
-        ),),
+        "C04", "query-string-logged", "seclog.py",
+        (("logger.addFilter(RedactQueryStrings())", "pass"),),
         "tests/test_auth.py",
         ("test_token_only_in_query_string_is_refused_and_not_logged",),
+    ),
+    Mutation(
+        "C04", "library-loggers-at-info", "seclog.py",
+        (("logger.setLevel(logging.WARNING)", "logger.setLevel(logging.INFO)"),),
+        "tests/test_auth.py",
+        ("test_tokens_and_payloads_stay_out_of_the_logs_at_debug",),
+    ),
+    Mutation(
+        "C04", "websocket-frames-logged-at-debug", "seclog.py",
+        (("logger.setLevel(max(logging.INFO, logging.getLevelName(level)))", "pass"),),
+        "tests/test_auth.py",
+        ("test_tokens_and_payloads_stay_out_of_the_logs_at_debug",),
     ),
     Mutation(
         "C05", "claims-not-required", "auth.py",

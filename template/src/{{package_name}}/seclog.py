@@ -45,9 +45,19 @@ def _without_query(arg: object) -> object:
     return arg
 
 
-def redact_server_logs() -> None:
-    """Install `RedactQueryStrings` on uvicorn's loggers, once."""
+def pinned_logger(name: str) -> logging.Logger:
+    """python-socketio's and python-engineio's loggers, pinned at WARNING whatever the
+    log level: at INFO they print whole packets, tokens included."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.WARNING)
+    return logger
+
+
+def harden_server_loggers(level: str) -> None:
+    """uvicorn's loggers: never below INFO (at DEBUG the websockets protocol dumps every
+    frame, tokens and message bodies included), and without query strings."""
     for name in ("uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
+        logger.setLevel(max(logging.INFO, logging.getLevelName(level)))
         if not any(isinstance(f, RedactQueryStrings) for f in logger.filters):
             logger.addFilter(RedactQueryStrings())

@@ -50,9 +50,10 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
         cors_allowed_origins=list(settings.cors_allowed_origins),
         cors_credentials=False,
         max_http_buffer_size=settings.max_message_bytes,
-        # engineio's logger prints whole packets, tokens included.
-        logger=False,
-        engineio_logger=False,
+        # Loggers pinned at WARNING (see seclog); passing them, rather than False, also
+        # stops the libraries adding a stderr handler of their own.
+        logger=seclog.pinned_logger("socketio.server"),
+        engineio_logger=seclog.pinned_logger("engineio.server"),
     )
 
     async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
@@ -103,7 +104,7 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         raise ValueError("TLS certificate and key are required")
     context = tls.server_context(settings.tls_cert_file, settings.tls_key_file)
-    seclog.redact_server_logs()
+    seclog.harden_server_loggers(settings.log_level)
     return uvicorn.Config(
         app,
         host=settings.host,
