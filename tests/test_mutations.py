@@ -208,7 +208,7 @@ MUTATIONS = [
             "    if _refusals(settings):\n        return EXIT_REFUSED\n",
             "    _refusals(settings)\n",
         ),),
-        "tests/test_startup.py -k origin_wildcard-2",
+        "tests/test_startup.py -k origin_wildcard",
         ("test_production_server_refuses_to_start_on_insecure_setting",),
     ),
     Mutation(
