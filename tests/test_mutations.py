@@ -97,7 +97,7 @@ MUTATIONS = [
     ),
     Mutation(
         "C04", "query-string-logged", "seclog.py",
-        (("logger.addFilter(RedactQueryStrings())", "pass"),),
+        (("for kind in (RedactQueryStrings, DropDenialQuirk):", "for kind in (DropDenialQuirk,):"),),
         "tests/test_auth.py",
         ("test_token_only_in_query_string_is_refused_and_not_logged",),
     ),

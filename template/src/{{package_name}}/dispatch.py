@@ -1,4 +1,5 @@
-"""Every client event goes through one path: session, scope (C08), schema (C09), handler.
+"""Every client event goes through one path: session and expiry (C06), rate limit (C11),
+scope (C08), schema (C09), handler.
 
 Handlers receive a validated payload and the caller's identity and return an ack
 envelope: `{"ok": true, ...}` or `{"ok": false, "error": {"code": C, "message": M}}` with a
@@ -8,8 +9,10 @@ sender an error ack and nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -18,10 +21,12 @@ from pydantic import BaseModel, ValidationError
 
 from . import seclog
 from .auth import Identity
+from .sessions import Session, Sessions
 
 Ack = dict[str, Any]
 P = TypeVar("P", bound=BaseModel)
 Handler = Callable[["Context", P], Awaitable[Ack]]
+EndSession = Callable[[str, str, str], Coroutine[Any, Any, None]]
 
 ERROR_MESSAGES: Final = {
     "invalid_payload": "the payload does not match the event's schema",
@@ -29,9 +34,9 @@ ERROR_MESSAGES: Final = {
     "rate_limited": "too many events; slow down",
     "not_member": "join the room first",
     "auth_expired": "the session's token has expired",
+    "revoked": "the session was revoked",
     "internal": "internal error",
 }
-SESSION_IDENTITY: Final = "identity"
 _log = logging.getLogger(__name__)
 
 
@@ -50,10 +55,27 @@ def error(code: str) -> Ack:
 
 
 class Router:
-    """Registers each event on the server behind the common checks."""
+    """Registers each event of one namespace behind the common checks.
 
-    def __init__(self, sio: socketio.AsyncServer) -> None:
+    A session that keeps sending over its event budget for `strikes` events in a row is
+    ended: a client that ignores `rate_limited` acks is not going to slow down.
+    """
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        sessions: Sessions,
+        end_session: EndSession,
+        *,
+        strikes: int,
+        namespace: str = "/",
+    ) -> None:
         self._sio = sio
+        self._sessions = sessions
+        self._end_session = end_session
+        self._strikes = strikes
+        self._namespace = namespace
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def on(self, event: str, schema: type[P], handler: Handler[P], *, scope: str | None) -> None:
         async def dispatch(sid: str, *args: object) -> Ack:
@@ -63,7 +85,7 @@ class Router:
                 _log.error("handler failed event=%s error=%s", event, type(exc).__name__)
                 return error("internal")
 
-        self._sio.on(event, handler=dispatch)
+        self._sio.on(event, handler=dispatch, namespace=self._namespace)
 
     async def _dispatch(
         self,
@@ -74,12 +96,17 @@ class Router:
         scope: str | None,
         args: tuple[object, ...],
     ) -> Ack:
-        session = await self._sio.get_session(sid)
-        identity = session.get(SESSION_IDENTITY)
-        if not isinstance(identity, Identity):
+        session = self._sessions.get(sid)
+        if session is None:
             return error("forbidden")
-        if scope is not None and scope not in identity.scopes:
-            seclog.event("forbidden", sub=identity.sub, event=event, scope=scope)
+        if session.identity.expires_at <= time.time():
+            # The expiry timer ends the session; this covers events racing it.
+            self._end(sid, "auth_expired")
+            return error("auth_expired")
+        if not self._within_budget(session, event):
+            return error("rate_limited")
+        if scope is not None and scope not in session.identity.scopes:
+            seclog.event("forbidden", level=logging.WARNING, sub=session.identity.sub, event=event)
             return error("forbidden")
         if len(args) != 1:
             return error("invalid_payload")
@@ -87,4 +114,22 @@ class Router:
             payload = schema.model_validate(args[0])
         except ValidationError:
             return error("invalid_payload")
-        return await handler(Context(sid=sid, identity=identity), payload)
+        return await handler(Context(sid=sid, identity=session.identity), payload)
+
+    def _within_budget(self, session: Session, event: str) -> bool:
+        if session.events is None or session.events.take():
+            session.strikes = 0
+            return True
+        session.strikes += 1
+        if session.strikes == 1:
+            seclog.event(
+                "rate_limited", level=logging.WARNING, sub=session.identity.sub, event=event
+            )
+        if session.strikes == self._strikes:
+            self._end(session.sid, "rate_limited")
+        return False
+
+    def _end(self, sid: str, code: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._end_session(sid, code, self._namespace))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,7 +1,7 @@
 """The example domain: chat rooms. Replace it with your own events, keeping the pattern:
 one schema per event, the scope it needs, and an ack envelope for every outcome.
 
-- `join {room}` needs scope `rooms:join`;
+- `join {room}` needs scope `rooms:join`; a connection joins at most `max_rooms` rooms;
 - `leave {room}`;
 - `message {room, text}` needs scope `rooms:write` and membership of the room; the server
   broadcasts `message {room, sub, text, ts}` to the room's other members.
@@ -27,13 +27,17 @@ def room_key(room: str) -> str:
 
 
 class Rooms:
-    def __init__(self, sio: socketio.AsyncServer) -> None:
+    def __init__(self, sio: socketio.AsyncServer, max_rooms: int) -> None:
         self._sio = sio
+        self._max_rooms = max_rooms
 
     def _is_member(self, ctx: Context, room: str) -> bool:
         return room_key(room) in self._sio.rooms(ctx.sid)
 
     async def join(self, ctx: Context, payload: Join) -> Ack:
+        joined = [room for room in self._sio.rooms(ctx.sid) if room.startswith("room:")]
+        if room_key(payload.room) not in joined and len(joined) >= self._max_rooms:
+            return error("forbidden")
         await self._sio.enter_room(ctx.sid, room_key(payload.room))
         return ok(room=payload.room)
 
@@ -56,8 +60,8 @@ class Rooms:
         return ok(room=payload.room)
 
 
-def register(router: Router, sio: socketio.AsyncServer) -> None:
-    rooms = Rooms(sio)
+def register(router: Router, sio: socketio.AsyncServer, *, max_rooms: int) -> None:
+    rooms = Rooms(sio, max_rooms)
     router.on("join", Join, rooms.join, scope=SCOPE_JOIN)
     router.on("leave", Leave, rooms.leave, scope=None)
     router.on("message", Message, rooms.message, scope=SCOPE_WRITE)

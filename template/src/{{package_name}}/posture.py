@@ -47,6 +47,16 @@ def findings(settings: Settings) -> list[Finding]:
                 f"must be between {MIN_MESSAGE_BYTES} and {MAX_MESSAGE_BYTES}",
             )
         )
+    if settings.is_production and settings.events_per_second == 0:
+        found.append(Finding("rate_limits_off", "events_per_second", "event rate limiting is off"))
+    if "*" in settings.forwarded_allow_ips:
+        found.append(
+            Finding(
+                "forwarded_from_anyone",
+                "forwarded_allow_ips",
+                "list the proxies' addresses: '*' lets any client choose its own address",
+            )
+        )
     if settings.is_production and settings.log_level == "DEBUG":
         found.append(Finding("debug_logging", "log_level", "DEBUG logging is not for production"))
     return found

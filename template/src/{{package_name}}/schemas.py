@@ -11,6 +11,8 @@ from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from .auth import MAX_SUB_CHARS, MAX_TOKEN_CHARS
+
 MAX_TEXT_CHARS: Final = 2000
 
 RoomName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -32,3 +34,11 @@ class Leave(Payload):
 class Message(Payload):
     room: RoomName
     text: MessageText
+
+
+class Reauth(Payload):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TOKEN_CHARS)]
+
+
+class Revoke(Payload):
+    sub: Annotated[str, StringConstraints(min_length=1, max_length=MAX_SUB_CHARS)]

@@ -1,38 +1,30 @@
-"""The server factory: the Socket.IO server, its HTTP neighbour, and the uvicorn config.
+"""The server factory: the Socket.IO server behind its guard, and the uvicorn config.
 
 `create_app(settings)` builds everything from an explicit settings object; nothing happens
-at import time. Controls: websocket-only (C02), exact origin list (C03), CONNECT-time JWT
-(C04), size limits (C10), security headers on HTTP responses (C20); no admin UI (C21).
+at import time. Controls: websocket-only (C02), exact origin list (C03, also in the guard),
+CONNECT-time JWT (C04), session expiry and revocation (C06, C07), per-event scopes (C08),
+size limits (C10), rate and connection limits (C11), client address (C12), security
+headers (C20); no admin UI (C21).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import Final
 
 import socketio
 import uvicorn
 
 from . import events, keys, seclog, tls
-from .auth import AuthError, TokenVerifier
-from .dispatch import SESSION_IDENTITY, Router
+from .auth import TokenVerifier
+from .dispatch import Router
+from .guard import Guard
+from .lifecycle import ADMIN_NAMESPACE, ADMIN_SCOPE, Lifecycle
+from .schemas import Reauth, Revoke
+from .sessions import Sessions
 from .settings import Settings
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from .web import ASGIApp, http_app
 
 SOCKETIO_PATH: Final = "socket.io"
-SECURITY_HEADERS: Final = (
-    (b"x-content-type-options", b"nosniff"),
-    (b"cache-control", b"no-store"),
-    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
-    (b"strict-transport-security", b"max-age=63072000"),
-)
-_log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) -> ASGIApp:
@@ -55,48 +47,23 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
         logger=seclog.pinned_logger("socketio.server"),
         engineio_logger=seclog.pinned_logger("engineio.server"),
     )
+    sessions, admin_sessions = Sessions(), Sessions()
+    lifecycle = Lifecycle(sio, sessions, admin_sessions, verifier, settings)
+    strikes = max(1, settings.event_burst)
 
-    async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
-        client, origin = seclog.client_address(environ), environ.get("HTTP_ORIGIN")
-        if origin is None and settings.require_origin:
-            seclog.event("connect_refused", reason="origin_missing", client=client, origin=None)
-            raise socketio.exceptions.ConnectionRefusedError("unauthorized")
-        try:
-            identity = await verifier.verify_auth(auth)
-        except AuthError as exc:
-            seclog.event("connect_refused", reason=exc.reason, client=client, origin=origin)
-            raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
-        except Exception as exc:  # noqa: BLE001 - anything else must refuse, not accept
-            _log.error("connect handler failed error=%s", type(exc).__name__)
-            raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
-        await sio.save_session(sid, {SESSION_IDENTITY: identity})
-        seclog.event("connected", sub=identity.sub, client=client, origin=origin)
+    sio.on("connect", handler=lifecycle.connect)
+    sio.on("disconnect", handler=lifecycle.disconnect)
+    router = Router(sio, sessions, lifecycle.end, strikes=strikes)
+    router.on("reauth", Reauth, lifecycle.reauth, scope=None)
+    events.register(router, sio, max_rooms=settings.max_rooms_per_connection)
 
-    sio.on("connect", handler=connect)
-    events.register(Router(sio), sio)
-    return socketio.ASGIApp(sio, other_asgi_app=http_app, socketio_path=SOCKETIO_PATH)  # type: ignore[no-any-return]
+    sio.on("connect", handler=lifecycle.admin_connect, namespace=ADMIN_NAMESPACE)
+    sio.on("disconnect", handler=lifecycle.admin_disconnect, namespace=ADMIN_NAMESPACE)
+    admin = Router(sio, admin_sessions, lifecycle.end, strikes=strikes, namespace=ADMIN_NAMESPACE)
+    admin.on("revoke", Revoke, lifecycle.revoke, scope=ADMIN_SCOPE)
 
-
-async def http_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Everything that is not Socket.IO: lifespan, `/healthz`, and 404s, with C20 headers."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    if scope["path"] == "/healthz" and scope.get("method") in {"GET", "HEAD"}:
-        status, body = 200, b'{"status":"ok"}'
-    else:
-        status, body = 404, b'{"error":"not_found"}'
-    headers = [(b"content-type", b"application/json"), *SECURITY_HEADERS]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    app = socketio.ASGIApp(sio, other_asgi_app=http_app, socketio_path=SOCKETIO_PATH)
+    return Guard(app, settings)
 
 
 def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
@@ -117,7 +84,9 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         ws_per_message_deflate=False,
         # Access logs would record query strings, where careless clients put tokens.
         access_log=False,
-        proxy_headers=False,
+        # Forwarded headers only from the configured proxies (C12); none by default.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=list(settings.forwarded_allow_ips) or None,
         server_header=False,
         log_config=None,
         lifespan="on",

@@ -1,0 +1,148 @@
+"""The gate in front of python-engineio for every websocket, before any packet is read:
+the origin (C03), connection caps per client address and in total (C11), the deadline to
+authenticate (C11), and a hard cap on incoming frames (C11). The client address is the
+ASGI peer, rewritten by uvicorn only for configured proxies (C12)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from . import seclog
+from .limits import ConnectionCaps, TokenBucket
+from .settings import Settings
+from .web import ASGIApp, Message, Receive, Scope, Send, deny_websocket
+
+STATE_KEY: Final = "guard.state"
+CLOSE_POLICY: Final = 1008
+REFUSAL_STATUS: Final = {
+    "origin_refused": 403,
+    "origin_missing": 403,
+    "address_cap": 429,
+    "total_cap": 503,
+}
+_DISCONNECT: Final = {"type": "websocket.disconnect", "code": CLOSE_POLICY}
+
+
+@dataclass(slots=True)
+class ConnectionState:
+    """What the guard knows of one websocket; the connect handler marks it authenticated."""
+
+    address: str
+    origin: str | None
+    sub: str | None = None
+    closed: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.sub is not None
+
+
+def connection_state(environ: dict[str, Any]) -> ConnectionState | None:
+    """The guard's state for the websocket behind an engineio `environ`."""
+    state = environ.get("asgi.scope", {}).get(STATE_KEY)
+    return state if isinstance(state, ConnectionState) else None
+
+
+def peer_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "-"
+
+
+def _origin(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"origin":
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self._app = app
+        self._origins = frozenset(settings.cors_allowed_origins)
+        self._require_origin = settings.require_origin
+        self._caps = ConnectionCaps(
+            total=settings.max_connections, per_address=settings.max_connections_per_address
+        )
+        self._deadline = settings.connect_timeout_seconds
+        self._frame_rate = settings.max_frames_per_second
+        self._frame_burst = 2 * settings.max_frames_per_second
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self._app(scope, receive, send)
+            return
+        state = ConnectionState(address=peer_address(scope), origin=_origin(scope))
+        reason = self._origin_refusal(state.origin) or self._caps.acquire(state.address)
+        if reason is not None:
+            seclog.event(
+                "connection_refused",
+                level=logging.WARNING,
+                reason=reason,
+                client=state.address,
+                origin=state.origin,
+            )
+            await deny_websocket(scope, receive, send, REFUSAL_STATUS[reason], reason)
+            return
+        try:
+            await self._serve(scope, receive, send, state)
+        finally:
+            self._caps.release(state.address)
+            state.closed = True
+            for task in state.tasks:
+                task.cancel()
+
+    def _origin_refusal(self, origin: str | None) -> str | None:
+        # python-engineio checks the origin too; refusing here first keeps the connection
+        # out of the caps and gives the refusal a security-log line and headers.
+        if origin is None:
+            return "origin_missing" if self._require_origin else None
+        return None if origin in self._origins else "origin_refused"
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, state: ConnectionState
+    ) -> None:
+        scope[STATE_KEY] = state
+        frames = TokenBucket(rate=self._frame_rate, burst=self._frame_burst)
+
+        async def close(reason: str) -> None:
+            if not state.closed:
+                seclog.event(
+                    "connection_closed",
+                    level=logging.WARNING,
+                    reason=reason,
+                    sub=state.sub,
+                    client=state.address,
+                    origin=state.origin,
+                )
+                await guarded_send({"type": "websocket.close", "code": CLOSE_POLICY})
+
+        async def guarded_send(message: Message) -> None:
+            # After a close the libraries may still try to write; uvicorn would raise.
+            if state.closed:
+                return
+            if message["type"] == "websocket.close":
+                state.closed = True
+            await send(message)
+
+        async def guarded_receive() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive" and not frames.take():
+                await close("frame_flood")
+                return dict(_DISCONNECT)
+            return message
+
+        def on_deadline() -> None:
+            if not state.authenticated and not state.closed:
+                task = asyncio.get_running_loop().create_task(close("connect_timeout"))
+                state.tasks.add(task)
+                task.add_done_callback(state.tasks.discard)
+
+        timer = asyncio.get_running_loop().call_later(self._deadline, on_deadline)
+        try:
+            await self._app(scope, guarded_receive, guarded_send)
+        finally:
+            timer.cancel()

@@ -1,0 +1,169 @@
+"""The life of a session: connect (C04), expiry (C06), reauth (C06), revocation (C07),
+and ending a session with a notice. Wired to the server in `server.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Final, NoReturn
+
+import socketio
+
+from . import seclog
+from .auth import AuthError, Identity, TokenVerifier
+from .dispatch import Ack, Context, error, ok
+from .guard import connection_state
+from .limits import TokenBucket
+from .schemas import Reauth, Revoke
+from .sessions import Session, Sessions
+from .settings import Settings
+
+ADMIN_NAMESPACE: Final = "/admin"
+ADMIN_SCOPE: Final = "admin:revoke"
+
+
+def user_room(sub: str) -> str:
+    # Server-side only: client room names are namespaced "room:..." (events.room_key).
+    return f"user:{sub}"
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        sessions: Sessions,
+        admin_sessions: Sessions,
+        verifier: TokenVerifier,
+        settings: Settings,
+    ) -> None:
+        self._sio = sio
+        self._sessions = sessions
+        self._admin_sessions = admin_sessions
+        self._verifier = verifier
+        self._settings = settings
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ connect
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
+        identity = await self._authenticate(environ, auth, namespace="/")
+        session = self._sessions.open(sid, identity, self._event_bucket())
+        self._schedule_expiry(session)
+        await self._sio.enter_room(sid, user_room(identity.sub))
+
+    async def admin_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
+        identity = await self._authenticate(environ, auth, namespace=ADMIN_NAMESPACE)
+        if ADMIN_SCOPE not in identity.scopes:
+            self._refused(environ, "admin_scope_missing", ADMIN_NAMESPACE, identity.sub)
+        session = self._admin_sessions.open(sid, identity, self._event_bucket())
+        self._schedule_expiry(session, namespace=ADMIN_NAMESPACE)
+
+    async def _authenticate(
+        self, environ: dict[str, Any], auth: object, *, namespace: str
+    ) -> Identity:
+        state = connection_state(environ)
+        if state is None:  # not behind the guard: fail closed
+            self._refused(environ, "unguarded", namespace)
+        try:
+            identity = await self._verifier.verify_auth(auth)
+        except AuthError as exc:
+            self._refused(environ, exc.reason, namespace)
+        except Exception as exc:  # noqa: BLE001 - anything else must refuse, not accept
+            # The class only: a traceback or message could carry token material.
+            logging.getLogger(__name__).error("connect failed error=%s", type(exc).__name__)  # noqa: TRY400
+            self._refused(environ, "internal", namespace)
+        state.sub = identity.sub
+        seclog.event(
+            "connected",
+            sub=identity.sub,
+            namespace=namespace,
+            client=state.address,
+            origin=state.origin,
+        )
+        return identity
+
+    def _refused(
+        self, environ: dict[str, Any], reason: str, namespace: str, sub: str | None = None
+    ) -> NoReturn:
+        state = connection_state(environ)
+        seclog.event(
+            "connect_refused",
+            level=logging.WARNING,
+            reason=reason,
+            sub=sub,
+            namespace=namespace,
+            client=state.address if state else seclog.client_address(environ),
+            origin=state.origin if state else environ.get("HTTP_ORIGIN"),
+        )
+        raise socketio.exceptions.ConnectionRefusedError("unauthorized")
+
+    def _event_bucket(self) -> TokenBucket | None:
+        rate = self._settings.events_per_second
+        return TokenBucket(rate=rate, burst=self._settings.event_burst) if rate > 0 else None
+
+    async def disconnect(self, sid: str, reason: object = None) -> None:
+        self._sessions.close(sid)
+
+    async def admin_disconnect(self, sid: str, reason: object = None) -> None:
+        self._admin_sessions.close(sid)
+
+    # ------------------------------------------------------------------ expiry
+
+    def _schedule_expiry(self, session: Session, namespace: str = "/") -> None:
+        if session.expiry is not None:
+            session.expiry.cancel()
+        delay = max(0.0, session.identity.expires_at - time.time())
+        session.expiry = asyncio.get_running_loop().call_later(
+            delay, self._expire, session.sid, namespace
+        )
+
+    def _expire(self, sid: str, namespace: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.end(sid, "auth_expired", namespace))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def end(self, sid: str, code: str, namespace: str = "/") -> None:
+        """End a session: a notice with `code`, then the disconnect."""
+        registry = self._admin_sessions if namespace == ADMIN_NAMESPACE else self._sessions
+        session = registry.get(sid)
+        if session is None:
+            return
+        seclog.event("session_ended", reason=code, sub=session.identity.sub, namespace=namespace)
+        await self._sio.emit(code, error(code)["error"], to=sid, namespace=namespace)
+        await self._sio.disconnect(sid, namespace=namespace)
+
+    async def reauth(self, ctx: Context, payload: Reauth) -> Ack:
+        """Extend the session with a fresh token for the same subject."""
+        session = self._sessions.get(ctx.sid)
+        if session is None:
+            return error("forbidden")
+        try:
+            identity = await self._verifier.verify(payload.token)
+        except AuthError as exc:
+            seclog.event(
+                "reauth_refused", level=logging.WARNING, reason=exc.reason, sub=ctx.identity.sub
+            )
+            return error("forbidden")
+        if identity.sub != session.identity.sub:
+            seclog.event(
+                "reauth_refused",
+                level=logging.WARNING,
+                reason="subject_changed",
+                sub=ctx.identity.sub,
+            )
+            return error("forbidden")
+        session.identity = identity
+        self._schedule_expiry(session)
+        seclog.event("reauthenticated", sub=identity.sub)
+        return ok(expires_at=identity.expires_at)
+
+    # ------------------------------------------------------------------ revocation
+
+    async def revoke(self, ctx: Context, payload: Revoke) -> Ack:
+        """Disconnect every connection of a subject, each after a `revoked` notice."""
+        sids = self._sessions.sids_of(payload.sub)
+        for sid in sids:
+            await self.end(sid, "revoked")
+        seclog.event("revoked", sub=payload.sub, by=ctx.identity.sub, connections=len(sids))
+        return ok(sub=payload.sub, disconnected=len(sids))

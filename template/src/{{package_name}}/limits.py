@@ -1,0 +1,52 @@
+"""Rate and connection limits (C11). Neither python-socketio nor python-engineio limits
+anything, so every bound a flood could push against lives here."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """`rate` tokens a second up to `burst`; `take()` spends one if there is one."""
+
+    rate: float
+    burst: float
+    tokens: float = field(init=False)
+    stamp: float = field(init=False, default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class ConnectionCaps:
+    """Open websocket connections, per client address and in total."""
+
+    def __init__(self, *, total: int, per_address: int) -> None:
+        self._total, self._per_address = total, per_address
+        self._open: Counter[str] = Counter()
+
+    def acquire(self, address: str) -> str | None:
+        """Count a new connection from `address`; the reason it is refused, if it is."""
+        if self._open.total() >= self._total:
+            return "total_cap"
+        if self._open[address] >= self._per_address:
+            return "address_cap"
+        self._open[address] += 1
+        return None
+
+    def release(self, address: str) -> None:
+        self._open[address] -= 1
+        if self._open[address] <= 0:
+            del self._open[address]
