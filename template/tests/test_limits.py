@@ -1,0 +1,153 @@
+"""C11: rate and connection limits. A flood costs the flooder, not its neighbours."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from live import (
+    LiveServer,
+    Notices,
+    Pki,
+    SigningKeys,
+    TokenFactory,
+    closed_by_server,
+    connected,
+    live_server,
+    make_settings,
+    raw_call,
+    raw_socketio,
+)
+
+LIMITED = {
+    "events_per_second": 5.0,
+    "event_burst": 5,
+    "max_frames_per_second": 40.0,
+    "max_connections": 6,
+    "max_connections_per_address": 3,
+    "connect_timeout_seconds": 1.0,
+    "max_rooms_per_connection": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def limited(pki: Pki, signing: SigningKeys) -> Iterator[LiveServer]:
+    with live_server(make_settings(pki, signing, **LIMITED), pki) as server:
+        yield server
+
+
+async def test_flooder_is_rate_limited_while_a_bystander_keeps_its_acks(
+    limited: LiveServer, make_token: TokenFactory
+) -> None:
+    """C11: excess events are answered `rate_limited`; another client is unaffected."""
+    async with (
+        connected(limited, make_token(sub="flooder")) as flooder,
+        connected(limited, make_token(sub="bystander")) as bystander,
+    ):
+        flood = [flooder.call("join", {"room": "lobby"}, timeout=5) for _ in range(4)]
+        flood_acks: list[Any] = await asyncio.gather(*flood)
+        flood_acks += [await flooder.call("join", {"room": "lobby"}, timeout=5) for _ in range(3)]
+        codes = [ack["error"]["code"] for ack in flood_acks if not ack["ok"]]
+        assert codes
+        assert set(codes) == {"rate_limited"}
+        for _ in range(3):
+            ack = await bystander.call("join", {"room": "lobby"}, timeout=5)
+            assert ack == {"ok": True, "room": "lobby"}
+
+
+async def test_sustained_flood_ends_the_session(
+    limited: LiveServer, make_token: TokenFactory
+) -> None:
+    """C11: a client that ignores `rate_limited` is disconnected after a notice."""
+    async with connected(limited, make_token(sub="flooder")) as flooder:
+        notices = Notices(flooder, "rate_limited")
+        for _ in range(5 + 5 + 2):  # the burst, then `event_burst` strikes in a row
+            if notices.disconnected.is_set():
+                break
+            await flooder.emit("join", {"room": "lobby"})
+        await notices.wait_disconnected(5)
+        assert notices.order[:2] == ["rate_limited", "disconnect"]
+
+
+async def test_connection_flood_from_one_address_hits_its_cap_while_another_connects(
+    limited: LiveServer, make_token: TokenFactory
+) -> None:
+    """C11: per-address cap (429); a second address on the same server still gets in."""
+    async with (
+        raw_socketio(limited, token=make_token(), local_address="127.0.0.2"),
+        raw_socketio(limited, token=make_token(), local_address="127.0.0.2"),
+        raw_socketio(limited, token=make_token(), local_address="127.0.0.2"),
+    ):
+        with pytest.raises(InvalidStatus) as refusal:
+            async with raw_socketio(limited, local_address="127.0.0.2"):
+                pass
+        assert refusal.value.response.status_code == 429
+        async with raw_socketio(limited, token=make_token(), local_address="127.0.0.3") as ws:
+            assert await raw_call(ws, 1, "join", {"room": "lobby"}) == {"ok": True, "room": "lobby"}
+    async with raw_socketio(limited, token=make_token(), local_address="127.0.0.2"):
+        pass  # closed connections are counted out again
+
+
+async def test_total_connection_cap(limited: LiveServer, make_token: TokenFactory) -> None:
+    """C11: the total cap holds across addresses (503)."""
+    addresses = ["127.0.0.4", "127.0.0.4", "127.0.0.5", "127.0.0.5", "127.0.0.6", "127.0.0.6"]
+    opened = [raw_socketio(limited, token=make_token(), local_address=a) for a in addresses]
+    try:
+        for connection in opened:
+            await connection.__aenter__()
+        with pytest.raises(InvalidStatus) as refusal:
+            async with raw_socketio(limited, local_address="127.0.0.7"):
+                pass
+        assert refusal.value.response.status_code == 503
+    finally:
+        for connection in reversed(opened):
+            await connection.__aexit__(None, None, None)
+
+
+async def test_connection_that_never_authenticates_is_closed_at_the_deadline(
+    limited: LiveServer,
+) -> None:
+    """C11: python-socketio has no connect timeout; the guard closes such a connection."""
+    async with raw_socketio(limited) as ws:
+        assert await closed_by_server(ws, 5) == 1008
+
+
+async def test_authenticated_connection_outlives_the_deadline(
+    limited: LiveServer, make_token: TokenFactory
+) -> None:
+    """C11: the deadline applies only until the CONNECT is accepted."""
+    async with raw_socketio(limited, token=make_token()) as ws:
+        await asyncio.sleep(LIMITED["connect_timeout_seconds"] + 0.5)
+        assert await raw_call(ws, 1, "leave", {"room": "nowhere"}) == {
+            "ok": False,
+            "error": {"code": "not_member", "message": "join the room first"},
+        }
+
+
+async def test_frame_flood_closes_the_connection(
+    limited: LiveServer, make_token: TokenFactory
+) -> None:
+    """C11: frames that no handler answers (unknown events) are capped too."""
+    async with raw_socketio(limited, token=make_token()) as ws:
+        for _ in range(200):
+            try:
+                await ws.send('42["no-such-event",{}]')
+            except Exception:  # noqa: BLE001 - the server may already have closed
+                break
+        assert await closed_by_server(ws, 5) == 1008
+
+
+async def test_rooms_per_connection_are_bounded(
+    limited: LiveServer, make_token: TokenFactory
+) -> None:
+    """C11/C08: a connection joins at most `max_rooms_per_connection` rooms."""
+    async with connected(limited, make_token()) as client:
+        for room in ("a", "b", "c"):
+            assert (await client.call("join", {"room": room}, timeout=5))["ok"] is True
+        ack = await client.call("join", {"room": "d"}, timeout=5)
+        assert ack["error"]["code"] == "forbidden"
+        assert (await client.call("join", {"room": "a"}, timeout=5))["ok"] is True

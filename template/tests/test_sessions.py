@@ -1,0 +1,117 @@
+"""C06, C07: a session lives no longer than its token (unless renewed with `reauth`), and
+an admin can cut a subject off at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import socketio
+
+from live import (
+    LiveServer,
+    Notices,
+    Pki,
+    SigningKeys,
+    TokenFactory,
+    connected,
+    live_server,
+    make_settings,
+    refused,
+)
+
+SHORT_TTL = 2  # seconds; the server's leeway does not extend a live session
+ADMIN = "admin:revoke"
+
+
+@pytest.fixture(scope="module")
+def roomy(pki: Pki, signing: SigningKeys) -> Iterator[LiveServer]:
+    """A server whose limits stay out of the way of these tests."""
+    with live_server(make_settings(pki, signing), pki) as server:
+        yield server
+
+
+async def test_session_ends_with_a_notice_when_its_token_expires(
+    roomy: LiveServer, make_token: TokenFactory
+) -> None:
+    """C06: an `auth_expired` notice, then the disconnect."""
+    async with connected(roomy, make_token(ttl=SHORT_TTL)) as client:
+        notices = Notices(client, "auth_expired")
+        await notices.wait_disconnected(SHORT_TTL + 5)
+        assert notices.order == ["auth_expired", "disconnect"]
+        assert notices.received["auth_expired"][0]["code"] == "auth_expired"
+
+
+async def test_reauth_with_a_fresh_token_extends_the_session(
+    roomy: LiveServer, make_token: TokenFactory
+) -> None:
+    """C06"""
+    async with connected(roomy, make_token(ttl=SHORT_TTL)) as client:
+        notices = Notices(client, "auth_expired")
+        ack = await client.call("reauth", {"token": make_token(ttl=300)}, timeout=5)
+        assert ack["ok"] is True
+        assert ack["expires_at"] > 0
+        with pytest.raises(TimeoutError):
+            await notices.wait_disconnected(SHORT_TTL + 1)
+        assert (await client.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
+
+
+@pytest.mark.parametrize("why", ["another subject", "expired", "forged"])
+async def test_reauth_with_a_worse_token_is_refused_and_the_session_still_expires(
+    roomy: LiveServer, make_token: TokenFactory, why: str
+) -> None:
+    """C06: a token for another `sub`, an expired one or a forged one changes nothing."""
+    worse = {
+        "another subject": make_token(sub="mallory", ttl=300),
+        "expired": make_token(ttl=-60),
+        "forged": make_token(ttl=300)[:-4] + "AAAA",
+    }[why]
+    async with connected(roomy, make_token(ttl=SHORT_TTL)) as client:
+        notices = Notices(client, "auth_expired")
+        ack = await client.call("reauth", {"token": worse}, timeout=5)
+        assert ack["error"]["code"] == "forbidden"
+        await notices.wait_disconnected(SHORT_TTL + 5)
+        assert notices.order == ["auth_expired", "disconnect"]
+
+
+async def test_revoke_disconnects_every_connection_of_the_subject(
+    roomy: LiveServer, make_token: TokenFactory
+) -> None:
+    """C07: both of alice's connections get a `revoked` notice and are closed; bob stays."""
+    async with (
+        connected(roomy, make_token(sub="alice")) as alice1,
+        connected(roomy, make_token(sub="alice")) as alice2,
+        connected(roomy, make_token(sub="bob")) as bob,
+        connected(roomy, make_token(sub="ops", scope=ADMIN), namespace="/admin") as admin,
+    ):
+        watched = [Notices(alice1, "revoked"), Notices(alice2, "revoked")]
+        ack = await admin.call("revoke", {"sub": "alice"}, namespace="/admin", timeout=5)
+        assert ack == {"ok": True, "sub": "alice", "disconnected": 2}
+        for notices in watched:
+            await notices.wait_disconnected(5)
+            assert notices.order == ["revoked", "disconnect"]
+        assert (await bob.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
+
+
+async def test_admin_namespace_requires_the_admin_scope(
+    roomy: LiveServer, make_token: TokenFactory
+) -> None:
+    """C07/C08: an ordinary token cannot open `/admin`."""
+    assert await refused(roomy, make_token(), namespace="/admin") == "unauthorized"
+
+
+async def test_revoke_needs_a_valid_payload(roomy: LiveServer, make_token: TokenFactory) -> None:
+    """C09 on the admin surface too."""
+    async with connected(roomy, make_token(sub="ops", scope=ADMIN), namespace="/admin") as admin:
+        ack = await admin.call("revoke", {"sub": ""}, namespace="/admin", timeout=5)
+        assert ack["error"]["code"] == "invalid_payload"
+
+
+async def test_events_of_the_main_namespace_are_not_served_on_admin(
+    roomy: LiveServer, make_token: TokenFactory
+) -> None:
+    """C08: no catch-all namespace or handler."""
+    async with connected(roomy, make_token(sub="ops", scope=ADMIN), namespace="/admin") as admin:
+        with pytest.raises(socketio.exceptions.TimeoutError):
+            await admin.call("join", {"room": "lobby"}, namespace="/admin", timeout=0.5)
+    assert await refused(roomy, make_token(), namespace="/anything") == "Unable to connect"
