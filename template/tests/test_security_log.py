@@ -1,0 +1,100 @@
+"""C13: one grep-able line per security event, with a reason code, subject, client and
+origin, and never a token, an `auth` payload or a message body: a whole session of
+attacks runs under log capture at DEBUG, and its log is searched for every secret."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from live import (
+    ORIGIN,
+    LiveServer,
+    Notices,
+    Pki,
+    SigningKeys,
+    TokenFactory,
+    closed_by_server,
+    connected,
+    live_server,
+    make_settings,
+    raw_socketio,
+    refused,
+)
+
+BODY = "confidential body 4e1d"
+
+
+async def test_attack_session_is_logged_without_secrets(
+    pki: Pki, signing: SigningKeys, make_token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = make_settings(
+        pki, signing, events_per_second=2.0, event_burst=2, connect_timeout_seconds=1.0
+    )
+    good, expired, forged = make_token(), make_token(ttl=-60), make_token()[:-4] + "AAAA"
+    secrets = [good, expired, forged, BODY]
+    with live_server(settings, pki) as server:
+        await attacks(server, make_token, good, expired, forged, secrets)
+    lines = [r.getMessage() for r in caplog.records if r.name == "security"]
+    expected = [
+        "connect_refused reason=auth_missing",
+        "connect_refused reason=token_expired",
+        "connect_refused reason=token_signature",
+        "connection_refused reason=origin_refused",
+        "connection_closed reason=connect_timeout",
+        "rate_limited sub=alice",
+        "forbidden sub=alice event=message",
+        "reauth_refused reason=token_expired sub=alice",
+        "revoked sub=alice by=ops connections=1",
+        "session_ended reason=revoked sub=alice",
+    ]
+    for prefix in expected:
+        assert any(line.startswith(prefix) for line in lines), (prefix, lines)
+    refused_origin = next(line for line in lines if "origin_refused" in line)
+    assert "origin=https://evil.example.test" in refused_origin
+    assert "client=127.0.0.1" in refused_origin
+    for line in lines:
+        assert "\n" not in line
+    for secret in secrets:
+        assert secret not in caplog.text
+        assert secret.split(".")[-1] not in caplog.text
+
+
+async def attacks(
+    server: LiveServer,
+    make_token: TokenFactory,
+    good: str,
+    expired: str,
+    forged: str,
+    secrets: list[str],
+) -> None:
+    assert await refused(server, None) == "unauthorized"
+    assert await refused(server, expired) == "unauthorized"
+    assert await refused(server, forged) == "unauthorized"
+    with pytest.raises(InvalidStatus):
+        async with raw_socketio(server, origin="https://evil.example.test"):
+            pass
+    async with raw_socketio(server) as idle:
+        await closed_by_server(idle, 5)
+    async with connected(server, good, origin=ORIGIN) as alice:
+        acks = await asyncio.gather(
+            *(alice.call("join", {"room": "r"}, timeout=5) for _ in range(4))
+        )
+        assert any(not ack["ok"] for ack in acks)
+    async with connected(server, make_token(scope="rooms:join")) as reader:
+        await asyncio.sleep(1.1)  # a fresh event budget
+        ack = await reader.call("message", {"room": "r", "text": BODY}, timeout=5)
+        assert ack["error"]["code"] == "forbidden"
+        ack = await reader.call("reauth", {"token": secrets[1]}, timeout=5)
+        assert ack["error"]["code"] == "forbidden"
+    async with (
+        connected(server, make_token()) as victim,
+        connected(server, make_token(sub="ops", scope="admin:revoke"), namespace="/admin") as ops,
+    ):
+        notices = Notices(victim, "revoked")
+        await ops.call("revoke", {"sub": "alice"}, namespace="/admin", timeout=5)
+        await notices.wait_disconnected(5)
