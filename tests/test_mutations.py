@@ -26,6 +26,7 @@ class Mutation:
     tests: str  # pytest node selection, run in the mutant
     must_fail: tuple[str, ...]  # test names that must be reported FAILED
     profile: str = "intermediate"
+    also: tuple[str, tuple[tuple[str, str], ...]] | None = None  # edits of a second file
 
 
 MUTATIONS = [
@@ -67,24 +68,23 @@ MUTATIONS = [
         "tests/test_transport.py",
         ("test_polling_transport_is_refused",),
     ),
+    # The guard and python-engineio both check the origin: a mutation breaks both layers.
     Mutation(
-        "C03", "origin-wildcard", "server.py",
-        ((
-            "cors_allowed_origins=list(settings.cors_allowed_origins),",
-            'cors_allowed_origins="*",',
-        ),),
+        "C03", "origin-wildcard", "guard.py",
+        (('return None if origin in self._origins else "origin_refused"', "return None"),),
         "tests/test_origin.py",
         ("test_unlisted_origin_is_refused_at_the_upgrade",
          "test_unlisted_origin_is_refused_with_a_valid_token"),
+        also=("server.py", (("cors_allowed_origins=list(settings.cors_allowed_origins),",
+                             'cors_allowed_origins="*",'),)),
     ),
     Mutation(
-        "C03", "origin-list-empty", "server.py",
-        ((
-            "cors_allowed_origins=list(settings.cors_allowed_origins),",
-            "cors_allowed_origins=[],",
-        ),),
+        "C03", "origin-list-empty", "guard.py",
+        (('return None if origin in self._origins else "origin_refused"', "return None"),),
         "tests/test_origin.py",
         ("test_unlisted_origin_is_refused_at_the_upgrade",),
+        also=("server.py", (("cors_allowed_origins=list(settings.cors_allowed_origins),",
+                             "cors_allowed_origins=[],"),)),
     ),
     Mutation(
         "C04", "missing-auth-accepted", "auth.py",
@@ -196,11 +196,113 @@ MUTATIONS = [
         ("test_frame_over_the_limit_closes_only_the_sender",),
     ),
     Mutation(
-        "C20", "no-security-headers", "server.py",
-        (('headers = [(b"content-type", b"application/json"), *SECURITY_HEADERS]',
-          'headers = [(b"content-type", b"application/json")]'),),
+        "C20", "no-security-headers", "web.py",
+        (('"headers": [_JSON, *SECURITY_HEADERS]}', '"headers": [_JSON]}'),),
         "tests/test_transport.py",
         ("test_http_responses_carry_security_headers",),
+    ),
+    Mutation(
+        "C20", "engineio-responses-without-headers", "guard.py",
+        (("await self._app(scope, receive, with_security_headers(send))",
+          "await self._app(scope, receive, send)"),),
+        "tests/test_transport.py",
+        ("test_polling_transport_is_refused",),
+    ),
+    Mutation(
+        "C20", "refused-upgrade-without-headers", "web.py",
+        (("headers = [_JSON, *SECURITY_HEADERS]", "headers = [_JSON]"),),
+        "tests/test_origin.py",
+        ("test_refused_upgrade_carries_the_security_headers",),
+    ),
+    Mutation(
+        "C06", "expiry-not-scheduled", "lifecycle.py",
+        (("        self._schedule_expiry(session)\n        await self._sio.enter_room",
+          "        await self._sio.enter_room"),),
+        "tests/test_sessions.py",
+        ("test_session_ends_with_a_notice_when_its_token_expires",),
+    ),
+    Mutation(
+        "C06", "reauth-for-any-subject", "lifecycle.py",
+        (("if identity.sub != session.identity.sub:", "if False:"),),
+        "tests/test_sessions.py",
+        ("test_reauth_with_a_worse_token_is_refused_and_the_session_still_expires",),
+    ),
+    Mutation(
+        "C07", "revoke-does-nothing", "lifecycle.py",
+        (('await self.end(sid, "revoked")', "pass"),),
+        "tests/test_sessions.py",
+        ("test_revoke_disconnects_every_connection_of_the_subject",),
+    ),
+    Mutation(
+        "C07", "admin-scope-not-required", "lifecycle.py",
+        (("if ADMIN_SCOPE not in identity.scopes:", "if False:"),),
+        "tests/test_sessions.py",
+        ("test_admin_namespace_requires_the_admin_scope",),
+    ),
+    Mutation(
+        "C11", "no-connection-caps", "guard.py",
+        (("or self._caps.acquire(state.address)", "or None"),),
+        "tests/test_limits.py",
+        ("test_connection_flood_from_one_address_hits_its_cap_while_another_connects",
+         "test_total_connection_cap"),
+    ),
+    Mutation(
+        "C11", "no-connect-deadline", "guard.py",
+        (("call_later(self._deadline, on_deadline)", "call_later(3600, on_deadline)"),),
+        "tests/test_limits.py",
+        ("test_connection_that_never_authenticates_is_closed_at_the_deadline",),
+    ),
+    Mutation(
+        "C11", "no-frame-cap", "guard.py",
+        (('and not frames.take():', "and False:"),),
+        "tests/test_limits.py",
+        ("test_frame_flood_closes_the_connection",),
+    ),
+    Mutation(
+        "C11", "no-event-budget", "dispatch.py",
+        (("if session.events is None or session.events.take():", "if True:"),),
+        "tests/test_limits.py",
+        ("test_flooder_is_rate_limited_while_a_bystander_keeps_its_acks",
+         "test_sustained_flood_ends_the_session"),
+    ),
+    Mutation(
+        "C11", "no-rooms-cap", "events.py",
+        (("and len(joined) >= self._max_rooms", "and False"),),
+        "tests/test_limits.py",
+        ("test_rooms_per_connection_are_bounded",),
+    ),
+    Mutation(
+        "C12", "forwarded-from-anyone", "server.py",
+        (("proxy_headers=bool(settings.forwarded_allow_ips),", "proxy_headers=True,"),
+         ("forwarded_allow_ips=list(settings.forwarded_allow_ips) or None,",
+          'forwarded_allow_ips="*",')),
+        "tests/test_client_address.py",
+        ("test_forwarded_header_is_ignored_without_configured_proxies",),
+    ),
+    Mutation(
+        "C13", "refusal-logs-the-auth-payload", "lifecycle.py",
+        (("self._refused(environ, exc.reason, namespace)",
+          'self._refused(environ, f"{exc.reason}:{auth}", namespace)'),),
+        "tests/test_security_log.py",
+        ("test_attack_session_is_logged_without_secrets",),
+    ),
+    Mutation(
+        "C13", "engineio-exceptions-reach-uvicorn", "guard.py",
+        (("        except Exception as exc:  # noqa: BLE001\n", "        except ZeroDivisionError as exc:\n"),),
+        "tests/test_fuzz.py",
+        ("test_malformed_engineio_packet_is_one_log_line_and_a_protocol_close",),
+    ),
+    Mutation(
+        "C13", "library-tracebacks-logged", "seclog.py",
+        (("        logger.addFilter(TracebackToClassName())\n", ""),),
+        "tests/test_fuzz.py",
+        ("test_malformed_socketio_packet_is_one_log_line_without_traceback",),
+    ),
+    Mutation(
+        "C09", "validation-errors-escape", "dispatch.py",
+        (("except ValidationError:", "except TypeError:"),),
+        "tests/test_fuzz.py",
+        ("test_every_event_answers_any_payload_with_an_envelope",),
     ),
     Mutation(
         "C14", "serve-ignores-findings", "cli.py",
@@ -257,12 +359,15 @@ def test_breaking_a_control_turns_its_tests_red(
     base = bases[mutation.profile]
     mutant = tmp_path / "mutant"
     shutil.copytree(base.project, mutant, ignore=shutil.ignore_patterns(".venv"))
-    target = mutant / "src" / PACKAGE / mutation.file
-    source = target.read_text()
-    for old, new in mutation.edits:
-        assert source.count(old) == 1, f"stale mutation: {old!r} not once in {target}"
-        source = source.replace(old, new)
-    target.write_text(source)
+    for file, edits in ((mutation.file, mutation.edits), mutation.also or ("", ())):
+        if not edits:
+            continue
+        target = mutant / "src" / PACKAGE / file
+        source = target.read_text()
+        for old, new in edits:
+            assert source.count(old) == 1, f"stale mutation: {old!r} not once in {target}"
+            source = source.replace(old, new)
+        target.write_text(source)
 
     result = run_tests(base, mutant, mutation.tests)
     report = result.stdout + result.stderr

@@ -142,6 +142,7 @@ def assert_serving(bystander: RawClient) -> None:
 
 
 @FUZZ
+@pytest.mark.timeout(max(60, EXAMPLES // 10))
 @given(event=st.sampled_from(EVENTS), payload=payloads)
 @example(event="join", payload={"room": 10**60})
 @example(event="message", payload={"room": "lobby", "text": "\ud800"})
@@ -174,6 +175,7 @@ frames = st.one_of(
 
 
 @FUZZ
+@pytest.mark.timeout(max(60, EXAMPLES // 10))
 @given(frame=frames)
 @example(frame="42" + "[" * 30_000)
 @example(frame='42["join",{"room":' + "9" * 5000 + "}]")
@@ -187,6 +189,48 @@ def test_raw_frames_never_crash_the_server_or_leak_a_traceback(
     for reply in fuzzer.send(frame):
         text = reply if isinstance(reply, str) else reply.decode("latin-1")
         assert not any(leak in text for leak in LEAKS), (frame, reply)
+
+
+@pytest.mark.parametrize("frame", ["x", "\x00", ""], ids=["letter", "nul", "empty"])
+def test_malformed_engineio_packet_is_one_log_line_and_a_protocol_close(
+    fuzz_server: LiveServer, make_token: TokenFactory, caplog: pytest.LogCaptureFixture, frame: str
+) -> None:
+    """C13: python-engineio raises on these out of the ASGI app; instead of uvicorn's
+    traceback per frame, the guard logs one security line and closes with 1002."""
+    client = RawClient(fuzz_server, make_token(sub="fuzzer"))
+    try:
+        client.send(frame)
+    finally:
+        client.close()
+    assert "Traceback" not in caplog.text
+    assert "Exception in ASGI application" not in caplog.text
+    lines = [r.getMessage() for r in caplog.records if r.name == "security"]
+    closed = [line for line in lines if line.startswith("connection_closed reason=protocol_error")]
+    assert len(closed) == 1
+    assert closed[0].endswith("error=ValueError")
+
+
+@pytest.mark.parametrize(
+    "frame", ["41/nope,-1x", b"\xff", "40{", "9"], ids=["namespace", "binary", "json", "type"]
+)
+def test_malformed_socketio_packet_is_one_log_line_without_traceback(
+    fuzz_server: LiveServer,
+    make_token: TokenFactory,
+    caplog: pytest.LogCaptureFixture,
+    frame: str | bytes,
+) -> None:
+    """C13: python-engineio logs a traceback quoting packet fragments for these; the
+    server keeps one line naming the exception class, and the connection keeps working."""
+    client = RawClient(fuzz_server, make_token(sub="fuzzer"))
+    try:
+        client.send(frame)
+        assert client.call("join", {"room": "lobby"}) == {"ok": True, "room": "lobby"}
+    finally:
+        client.close()
+    assert "Traceback" not in caplog.text
+    errors = [r.getMessage() for r in caplog.records if r.name == "engineio.server"]
+    assert len(errors) == 1
+    assert " error=" in errors[0]
 
 
 def test_events_before_connect_are_not_dispatched(fuzz_server: LiveServer) -> None:

@@ -60,8 +60,8 @@ async def test_attack_session_is_logged_without_secrets(
     for line in lines:
         assert "\n" not in line
     for secret in secrets:
-        assert secret not in caplog.text
-        assert secret.split(".")[-1] not in caplog.text
+        for part in secret.split("."):  # no piece of a token, even a truncated one
+            assert part[:16] not in caplog.text, part
 
 
 async def attacks(

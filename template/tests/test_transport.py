@@ -38,9 +38,12 @@ def http_exchange(
     ids=["polling", "no-transport", "eio3-polling"],
 )
 def test_polling_transport_is_refused(server: LiveServer, query: str) -> None:
-    """C02: engineio's default transport is polling; without a transport it must refuse too."""
-    status, _ = http_request(server, "GET", f"/socket.io/?{query}")
+    """C02: engineio's default transport is polling; without a transport it must refuse too.
+    C20: python-engineio's own refusal carries the security headers as well."""
+    status, headers, _ = http_exchange(server, "GET", f"/socket.io/?{query}")
     assert status == 400
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
 
 
 def test_polling_post_is_refused(server: LiveServer) -> None:

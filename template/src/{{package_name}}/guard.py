@@ -13,10 +13,11 @@ from typing import Any, Final
 from . import seclog
 from .limits import ConnectionCaps, TokenBucket
 from .settings import Settings
-from .web import ASGIApp, Message, Receive, Scope, Send, deny_websocket
+from .web import SECURITY_HEADERS, ASGIApp, Message, Receive, Scope, Send, deny_websocket
 
 STATE_KEY: Final = "guard.state"
 CLOSE_POLICY: Final = 1008
+CLOSE_PROTOCOL_ERROR: Final = 1002
 REFUSAL_STATUS: Final = {
     "origin_refused": 403,
     "origin_missing": 403,
@@ -59,6 +60,19 @@ def _origin(scope: Scope) -> str | None:
     return None
 
 
+def with_security_headers(send: Send) -> Send:
+    """Add the C20 headers to every HTTP response, python-engineio's own 400s included."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {bytes(name).lower() for name, _ in message.get("headers", ())}
+            extra = [header for header in SECURITY_HEADERS if header[0] not in present]
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return send_with_headers
+
+
 class Guard:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self._app = app
@@ -72,6 +86,9 @@ class Guard:
         self._frame_burst = 2 * settings.max_frames_per_second
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._app(scope, receive, with_security_headers(send))
+            return
         if scope["type"] != "websocket":
             await self._app(scope, receive, send)
             return
@@ -108,7 +125,7 @@ class Guard:
         scope[STATE_KEY] = state
         frames = TokenBucket(rate=self._frame_rate, burst=self._frame_burst)
 
-        async def close(reason: str) -> None:
+        async def close(reason: str, code: int = CLOSE_POLICY, **detail: object) -> None:
             if not state.closed:
                 seclog.event(
                     "connection_closed",
@@ -117,8 +134,9 @@ class Guard:
                     sub=state.sub,
                     client=state.address,
                     origin=state.origin,
+                    **detail,
                 )
-                await guarded_send({"type": "websocket.close", "code": CLOSE_POLICY})
+                await guarded_send({"type": "websocket.close", "code": code})
 
         async def guarded_send(message: Message) -> None:
             # After a close the libraries may still try to write; uvicorn would raise.
@@ -144,5 +162,10 @@ class Guard:
         timer = asyncio.get_running_loop().call_later(self._deadline, on_deadline)
         try:
             await self._app(scope, guarded_receive, guarded_send)
+        except Exception as exc:  # noqa: BLE001
+            # python-engineio raises on some malformed packets (bad types, namespaces,
+            # attachment counts). uvicorn would log a traceback with packet fragments for
+            # each: a log flood that the client controls. One line, then a protocol close.
+            await close("protocol_error", code=CLOSE_PROTOCOL_ERROR, error=type(exc).__name__)
         finally:
             timer.cancel()

@@ -55,11 +55,26 @@ def _without_query(arg: object) -> object:
     return arg
 
 
+class TracebackToClassName(logging.Filter):
+    """python-engineio logs a traceback for each malformed packet a client sends; the
+    exception messages quote packet fragments. Keep one line with the exception class."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is not None:
+            record.msg = f"{record.getMessage()} error={record.exc_info[0].__name__}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def pinned_logger(name: str) -> logging.Logger:
     """python-socketio's and python-engineio's loggers, pinned at WARNING whatever the
-    log level: at INFO they print whole packets, tokens included."""
+    log level (at INFO they print whole packets, tokens included), without tracebacks."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, TracebackToClassName) for f in logger.filters):
+        logger.addFilter(TracebackToClassName())
     return logger
 
 
