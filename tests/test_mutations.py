@@ -234,6 +234,12 @@ MUTATIONS = [
         ("test_revoke_disconnects_every_connection_of_the_subject",),
     ),
     Mutation(
+        "C07", "revoked-tokens-reconnect", "sessions.py",
+        (("return identity.issued_at <= revoked_at", "return False"),),
+        "tests/test_sessions.py",
+        ("test_revoked_tokens_cannot_reconnect_but_newer_ones_can",),
+    ),
+    Mutation(
         "C07", "admin-scope-not-required", "lifecycle.py",
         (("if ADMIN_SCOPE not in identity.scopes:", "if False:"),),
         "tests/test_sessions.py",

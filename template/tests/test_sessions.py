@@ -3,6 +3,7 @@ an admin can cut a subject off at once."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -91,6 +92,21 @@ async def test_revoke_disconnects_every_connection_of_the_subject(
             await notices.wait_disconnected(5)
             assert notices.order == ["revoked", "disconnect"]
         assert (await bob.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
+
+
+async def test_revoked_tokens_cannot_reconnect_but_newer_ones_can(
+    roomy: LiveServer, make_token: TokenFactory
+) -> None:
+    """C07: a stolen token does not simply reconnect after a revocation; a token issued
+    after it (the user signed in again) does."""
+    stolen = make_token(sub="carol")
+    async with connected(roomy, make_token(sub="ops", scope=ADMIN), namespace="/admin") as admin:
+        ack = await admin.call("revoke", {"sub": "carol"}, namespace="/admin", timeout=5)
+        assert ack == {"ok": True, "sub": "carol", "disconnected": 0}
+    assert await refused(roomy, stolen) == "unauthorized"
+    fresh = make_token(sub="carol", iat=int(time.time()) + 1)
+    async with connected(roomy, fresh) as carol:
+        assert (await carol.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
 
 
 async def test_admin_namespace_requires_the_admin_scope(

@@ -31,6 +31,7 @@ class Identity:
     sub: str
     scopes: frozenset[str]
     expires_at: float
+    issued_at: float
     token_id: str | None = None
 
 
@@ -111,7 +112,11 @@ def _identity(claims: Mapping[str, Any]) -> Identity:
     if not isinstance(jti, str | None):
         raise AuthError("token_claims_invalid")
     return Identity(
-        sub=sub, scopes=_scopes(claims.get("scope")), expires_at=float(exp), token_id=jti
+        sub=sub,
+        scopes=_scopes(claims.get("scope")),
+        expires_at=float(exp),
+        issued_at=float(claims["iat"]),
+        token_id=jti,
     )
 
 

@@ -16,7 +16,7 @@ from .dispatch import Ack, Context, error, ok
 from .guard import connection_state
 from .limits import TokenBucket
 from .schemas import Reauth, Revoke
-from .sessions import Session, Sessions
+from .sessions import Revocations, Session, Sessions
 from .settings import Settings
 
 ADMIN_NAMESPACE: Final = "/admin"
@@ -42,6 +42,7 @@ class Lifecycle:
         self._admin_sessions = admin_sessions
         self._verifier = verifier
         self._settings = settings
+        self._revocations = Revocations(settings.revocation_ttl_seconds)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ connect
@@ -73,6 +74,8 @@ class Lifecycle:
             # The class only: a traceback or message could carry token material.
             logging.getLogger(__name__).error("connect failed error=%s", type(exc).__name__)  # noqa: TRY400
             self._refused(environ, "internal", namespace)
+        if self._revocations.refuses(identity):
+            self._refused(environ, "token_revoked", namespace, identity.sub)
         state.sub = identity.sub
         seclog.event(
             "connected",
@@ -145,6 +148,11 @@ class Lifecycle:
                 "reauth_refused", level=logging.WARNING, reason=exc.reason, sub=ctx.identity.sub
             )
             return error("forbidden")
+        if self._revocations.refuses(identity):
+            seclog.event(
+                "reauth_refused", level=logging.WARNING, reason="token_revoked", sub=identity.sub
+            )
+            return error("forbidden")
         if identity.sub != session.identity.sub:
             seclog.event(
                 "reauth_refused",
@@ -161,7 +169,9 @@ class Lifecycle:
     # ------------------------------------------------------------------ revocation
 
     async def revoke(self, ctx: Context, payload: Revoke) -> Ack:
-        """Disconnect every connection of a subject, each after a `revoked` notice."""
+        """Refuse the subject's current tokens, and disconnect every connection of it, each
+        after a `revoked` notice."""
+        self._revocations.revoke(payload.sub)
         sids = self._sessions.sids_of(payload.sub)
         for sid in sids:
             await self.end(sid, "revoked")
