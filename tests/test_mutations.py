@@ -200,6 +200,9 @@ MUTATIONS = [
         (('"headers": [_JSON, *SECURITY_HEADERS]}', '"headers": [_JSON]}'),),
         "tests/test_transport.py",
         ("test_http_responses_carry_security_headers",),
+        # The guard adds missing headers to every HTTP response: break that layer too.
+        also=("guard.py", (("await self._app(scope, receive, with_security_headers(send))",
+                            "await self._app(scope, receive, send)"),)),
     ),
     Mutation(
         "C20", "engineio-responses-without-headers", "guard.py",
