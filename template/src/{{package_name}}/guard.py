@@ -41,6 +41,21 @@ class ConnectionState:
     def authenticated(self) -> bool:
         return self.sub is not None
 
+    def log(
+        self,
+        event: str,
+        *,
+        level: int = logging.INFO,
+        reason: str | None = None,
+        sub: str | None = None,
+        **detail: object,
+    ) -> None:
+        """One security-log line about this connection: reason, subject, client, origin."""
+        fields: dict[str, object] = {"reason": reason} if reason else {}
+        fields |= {"sub": sub or self.sub, "client": self.address, "origin": self.origin}
+        fields |= {name: value for name, value in detail.items() if value is not None}
+        seclog.event(event, level=level, **fields)
+
 
 def connection_state(environ: dict[str, Any]) -> ConnectionState | None:
     """The guard's state for the websocket behind an engineio `environ`."""
@@ -95,13 +110,7 @@ class Guard:
         state = ConnectionState(address=peer_address(scope), origin=_origin(scope))
         reason = self._origin_refusal(state.origin) or self._caps.acquire(state.address)
         if reason is not None:
-            seclog.event(
-                "connection_refused",
-                level=logging.WARNING,
-                reason=reason,
-                client=state.address,
-                origin=state.origin,
-            )
+            state.log("connection_refused", level=logging.WARNING, reason=reason)
             await deny_websocket(scope, receive, send, REFUSAL_STATUS[reason], reason)
             return
         try:
@@ -125,17 +134,9 @@ class Guard:
         scope[STATE_KEY] = state
         frames = TokenBucket(rate=self._frame_rate, burst=self._frame_burst)
 
-        async def close(reason: str, code: int = CLOSE_POLICY, **detail: object) -> None:
+        async def close(reason: str, code: int = CLOSE_POLICY, error: str | None = None) -> None:
             if not state.closed:
-                seclog.event(
-                    "connection_closed",
-                    level=logging.WARNING,
-                    reason=reason,
-                    sub=state.sub,
-                    client=state.address,
-                    origin=state.origin,
-                    **detail,
-                )
+                state.log("connection_closed", level=logging.WARNING, reason=reason, error=error)
                 await guarded_send({"type": "websocket.close", "code": code})
 
         async def guarded_send(message: Message) -> None:

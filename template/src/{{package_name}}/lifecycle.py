@@ -77,28 +77,23 @@ class Lifecycle:
         if self._revocations.refuses(identity):
             self._refused(environ, "token_revoked", namespace, identity.sub)
         state.sub = identity.sub
-        seclog.event(
-            "connected",
-            sub=identity.sub,
-            namespace=namespace,
-            client=state.address,
-            origin=state.origin,
-        )
+        state.log("connected", namespace=namespace)
         return identity
 
     def _refused(
         self, environ: dict[str, Any], reason: str, namespace: str, sub: str | None = None
     ) -> NoReturn:
         state = connection_state(environ)
-        seclog.event(
-            "connect_refused",
-            level=logging.WARNING,
-            reason=reason,
-            sub=sub,
-            namespace=namespace,
-            client=state.address if state else seclog.client_address(environ),
-            origin=state.origin if state else environ.get("HTTP_ORIGIN"),
-        )
+        if state is None:
+            seclog.event("connect_refused", level=logging.WARNING, reason=reason)
+        else:
+            state.log(
+                "connect_refused",
+                level=logging.WARNING,
+                reason=reason,
+                sub=sub,
+                namespace=namespace,
+            )
         raise socketio.exceptions.ConnectionRefusedError("unauthorized")
 
     def _event_bucket(self) -> TokenBucket | None:

@@ -7,15 +7,9 @@ origin. They never carry a token, an `auth` payload or a message body.
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Final
 
 LOGGER: Final = logging.getLogger("security")
-
-
-def client_address(environ: dict[str, Any]) -> str:
-    """The peer address from the ASGI scope: python-engineio fakes REMOTE_ADDR=127.0.0.1."""
-    client = environ.get("asgi.scope", {}).get("client")
-    return str(client[0]) if client else "-"
 
 
 def event(name: str, *, level: int = logging.INFO, **fields: object) -> None:
