@@ -90,7 +90,7 @@ MUTATIONS = [
         "C04", "missing-auth-accepted", "auth.py",
         ((
             'raise AuthError("auth_missing")',
-            "return Identity(sub='anonymous', scopes=frozenset(), expires_at=0.0)",
+            "return Identity(sub='anonymous', scopes=frozenset(), expires_at=1e12, issued_at=0.0)",
         ),),
         "tests/test_auth.py",
         ("test_connect_without_auth_is_refused", "test_malformed_auth_payload_is_refused"),
