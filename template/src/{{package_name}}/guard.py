@@ -13,7 +13,7 @@ from typing import Any, Final
 from . import seclog
 from .limits import ConnectionCaps, TokenBucket
 from .settings import Settings
-from .web import SECURITY_HEADERS, ASGIApp, Message, Receive, Scope, Send, deny_websocket
+from .web import ASGIApp, Message, Receive, Scope, Send, deny_websocket, with_security_headers
 
 STATE_KEY: Final = "guard.state"
 CLOSE_POLICY: Final = 1008
@@ -75,19 +75,6 @@ def _origin(scope: Scope) -> str | None:
     return None
 
 
-def with_security_headers(send: Send) -> Send:
-    """Add the C20 headers to every HTTP response, python-engineio's own 400s included."""
-
-    async def send_with_headers(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            present = {bytes(name).lower() for name, _ in message.get("headers", ())}
-            extra = [header for header in SECURITY_HEADERS if header[0] not in present]
-            message = {**message, "headers": [*message.get("headers", ()), *extra]}
-        await send(message)
-
-    return send_with_headers
-
-
 class Guard:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self._app = app
@@ -101,9 +88,9 @@ class Guard:
         self._frame_burst = 2 * settings.max_frames_per_second
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await self._app(scope, receive, with_security_headers(send))
-            return
+        # The one place the C20 headers are added: every HTTP response, python-engineio's
+        # own 400s and every refused websocket upgrade included.
+        send = with_security_headers(send)
         if scope["type"] != "websocket":
             await self._app(scope, receive, send)
             return

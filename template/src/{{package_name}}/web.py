@@ -1,5 +1,6 @@
-"""The HTTP surface (C20, C21): `/healthz`, 404s and refused websocket upgrades, each with
-the security headers. There is no admin UI and no listing of rooms or sessions."""
+"""The HTTP surface (C20, C21): `/healthz`, 404s and refused websocket upgrades, and the
+security headers that the guard adds to each of them. There is no admin UI and no listing
+of rooms or sessions."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ SECURITY_HEADERS: Final = (
     (b"strict-transport-security", b"max-age=63072000"),
 )
 _JSON: Final = (b"content-type", b"application/json")
+_RESPONSE_STARTS: Final = frozenset({"http.response.start", "websocket.http.response.start"})
 
 
 def _body(error: str) -> bytes:
@@ -43,21 +45,32 @@ async def http_app(scope: Scope, receive: Receive, send: Send) -> None:
         status, body = 200, b'{"status":"ok"}'
     else:
         status, body = 404, _body("not_found")
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [_JSON, *SECURITY_HEADERS]}
-    )
+    await send({"type": "http.response.start", "status": status, "headers": [_JSON]})
     await send({"type": "http.response.body", "body": body})
 
 
 async def deny_websocket(
     scope: Scope, receive: Receive, send: Send, status: int, error: str
 ) -> None:
-    """Refuse a websocket upgrade with an HTTP response that carries the security headers
-    (the ASGI denial-response extension), or a bare close where the server lacks it."""
+    """Refuse a websocket upgrade with an HTTP response (the ASGI denial-response
+    extension), or a bare close where the server lacks it."""
     await receive()  # websocket.connect
     if "websocket.http.response" in scope.get("extensions", {}):
-        headers = [_JSON, *SECURITY_HEADERS]
-        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        start = {"type": "websocket.http.response.start", "status": status, "headers": [_JSON]}
+        await send(start)
         await send({"type": "websocket.http.response.body", "body": _body(error)})
     else:
         await send({"type": "websocket.close", "code": 1008})
+
+
+def with_security_headers(send: Send) -> Send:
+    """`send` that adds the security headers a response does not set itself."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] in _RESPONSE_STARTS:
+            present = {bytes(name).lower() for name, _ in message.get("headers", ())}
+            extra = [header for header in SECURITY_HEADERS if header[0] not in present]
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return send_with_headers
