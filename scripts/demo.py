@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from harness import PACKAGE, SCRIPT, make_venv, render, run  # noqa: E402
+from harness import PACKAGE, SCRIPT, make_venv, render, run
 
 ORIGIN = "https://app.example.com"  # the default answer's allowed origin
 CLIENT = Path(__file__).resolve().parent / "demo_client.py"

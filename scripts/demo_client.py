@@ -31,7 +31,12 @@ async def main(url: str, ca_file: str, origin: str, alice_token: str, bob_token:
 
 
 async def exchange(
-    url: str, ca_file: str, origin: str, alice_token: str, bob_token: str, http: aiohttp.ClientSession
+    url: str,
+    ca_file: str,
+    origin: str,
+    alice_token: str,
+    bob_token: str,
+    http: aiohttp.ClientSession,
 ) -> int:
     inbox: asyncio.Queue[Any] = asyncio.Queue()
     alice, bob = client(ca_file, http), client(ca_file, http)
@@ -54,7 +59,8 @@ async def exchange(
     assert ack == {"ok": True, "room": "lobby"}, ack
     received = await asyncio.wait_for(inbox.get(), 5)
     print(f"bob received {received}")
-    assert received["sub"] == "alice" and received["text"] == "hello bob", received
+    assert received["sub"] == "alice", received
+    assert received["text"] == "hello bob", received
     ack = await bob.call("message", {"room": "lobby", "text": "<b>not html</b>" * 200}, timeout=5)
     print(f"bob sends an oversized text -> ack {ack}")
     assert ack["error"]["code"] == "invalid_payload", ack

@@ -75,24 +75,61 @@ def run(
 
 
 def make_venv(project: Path, *, install_project: bool = True) -> Path:
-    """A virtual environment in `project/.venv` with the project and its dev extras.
+    """The project's virtual environment in `project/.venv`, as its CI makes it.
 
-    With `install_project=False` only the dependencies are installed (for variants whose
-    `requires-python` this interpreter does not meet, checked statically).
+    `uv sync --locked` installs exactly what the project's uv.lock pins (the project, its
+    dependencies and the default groups `dev` and `lint`, every file checked against its
+    hash) and fails if the lock no longer matches pyproject.toml. With
+    `install_project=False` (variants whose `requires-python` this interpreter does not meet,
+    checked statically) the declared requirements are installed unlocked instead.
     """
     venv = project / ".venv"
+    if install_project:
+        run([uv(), "sync", "--locked", "--quiet", "--python", sys.executable], cwd=project)
+        return venv
+    import tomllib
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    groups = pyproject["dependency-groups"]
+    requirements = [*pyproject["project"]["dependencies"], *groups["dev"], *groups["lint"]]
     run([uv(), "venv", "--quiet", "--python", sys.executable, venv], cwd=project)
     python = venv / "bin" / "python"
-    if install_project:
-        run([uv(), "pip", "install", "--quiet", "--python", python, "-e", ".[dev]"], cwd=project)
-    else:
-        import tomllib
-
-        meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
-        requirements = [*meta["dependencies"], *meta["optional-dependencies"]["dev"]]
-        run([uv(), "pip", "install", "--quiet", "--python", python, *requirements], cwd=project)
+    run([uv(), "pip", "install", "--quiet", "--python", python, *requirements], cwd=project)
     return venv
 
 
 def tool(venv: Path, name: str) -> Path:
     return venv / "bin" / name
+
+
+def tooling(name: str) -> Path:
+    """A tool of the template's own environment (tests/requirements.txt)."""
+    return Path(sys.executable).parent / name
+
+
+def hook_env(**extra: str) -> dict[str, str]:
+    """Environment for a rendered project's pre-commit hooks: `uv` on PATH, no re-sync (the
+    test made the environment), and actionlint skipped: pre-commit builds it from its Go
+    module, which needs the Go module proxy this machine cannot reach. Tests run the
+    stand-in build of tests/requirements.txt on the same files instead."""
+    path = os.pathsep.join([str(Path(uv()).parent), os.environ.get("PATH", "")])
+    return {"PATH": path, "UV_NO_SYNC": "1", "SKIP": "actionlint", **extra}
+
+
+def git_init(project: Path) -> None:
+    """A git repository with every rendered file staged, as after `git init && git add -A`."""
+    run(["git", "init", "--quiet", "--initial-branch", "main"], cwd=project)
+    run(["git", "add", "--all"], cwd=project)
+
+
+def pre_commit(project: Path, venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The project's own pre-commit checks; returns the result whatever the exit code."""
+    return subprocess.run(  # noqa: S603 - the project's own pre-commit
+        [str(tool(venv, "pre-commit")), "run", "--color", "never", *args],
+        cwd=project,
+        env={**os.environ, **hook_env()},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from harness import ROOT, render
 
 BAD_ANSWERS = [
@@ -62,7 +63,7 @@ def test_bad_answer_fails_with_a_one_line_reason(
 
 def test_bad_answer_on_the_command_line_ends_with_the_reason(tmp_path: Path) -> None:
     """What a user sees: a non-zero exit whose last line names the question and the fix."""
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
         [
             sys.executable, "-m", "copier", "copy", "--defaults", "--vcs-ref", "HEAD",
             "--data", "cors_allowed_origins=['*']", str(ROOT), str(tmp_path / "p"),

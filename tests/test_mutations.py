@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from harness import PACKAGE, make_venv, render
 
 
@@ -31,133 +32,214 @@ class Mutation:
 
 MUTATIONS = [
     Mutation(
-        "C01", "tls-accepts-1.0-and-cbc", "tls.py",
-        ((
-            "    context.minimum_version = ssl.TLSVersion.TLSv1_2\n"
-            "    context.set_ciphers(TLS12_CIPHERS)\n",
-            "    context.minimum_version = ssl.TLSVersion.TLSv1\n"
-            "    context.set_ciphers('ALL:@SECLEVEL=0')\n",
-        ),),
+        "C01",
+        "tls-accepts-1.0-and-cbc",
+        "tls.py",
+        (
+            (
+                "    context.minimum_version = ssl.TLSVersion.TLSv1_2\n"
+                "    context.set_ciphers(TLS12_CIPHERS)\n",
+                "    context.minimum_version = ssl.TLSVersion.TLSv1\n"
+                "    context.set_ciphers('ALL:@SECLEVEL=0')\n",
+            ),
+        ),
         "tests/test_tls.py",
         ("test_tls_below_1_2_is_refused", "test_tls_1_2_cbc_suites_are_refused"),
     ),
     Mutation(
-        "C01", "modern-accepts-1.2", "tls.py",
-        ((
-            "context.minimum_version = ssl.TLSVersion.TLSv1_3",
-            "context.minimum_version = ssl.TLSVersion.TLSv1_2",
-        ),),
+        "C01",
+        "modern-accepts-1.2",
+        "tls.py",
+        (
+            (
+                "context.minimum_version = ssl.TLSVersion.TLSv1_3",
+                "context.minimum_version = ssl.TLSVersion.TLSv1_2",
+            ),
+        ),
         "tests/test_tls.py",
         ("test_tls_1_2_is_refused_under_modern",),
         profile="modern",
     ),
     Mutation(
-        "C01", "plaintext-listener", "server.py",
-        ((
-            "ssl_context_factory=lambda _config, _default: context,",
-            "",
-        ),),
+        "C01",
+        "plaintext-listener",
+        "server.py",
+        (
+            (
+                "ssl_context_factory=lambda _config, _default: context,",
+                "",
+            ),
+        ),
         "tests/test_tls.py::test_plaintext_http_gets_no_http_answer",
         ("test_plaintext_http_gets_no_http_answer",),
     ),
     Mutation(
-        "C02", "polling-allowed", "server.py",
-        ((
-            'transports=["websocket"],', "",
-        ),),
+        "C02",
+        "polling-allowed",
+        "server.py",
+        (
+            (
+                'transports=["websocket"],',
+                "",
+            ),
+        ),
         "tests/test_transport.py",
         ("test_polling_transport_is_refused",),
     ),
     # The guard and python-engineio both check the origin: a mutation breaks both layers.
     Mutation(
-        "C03", "origin-wildcard", "guard.py",
+        "C03",
+        "origin-wildcard",
+        "guard.py",
         (('return None if origin in self._origins else "origin_refused"', "return None"),),
         "tests/test_origin.py",
-        ("test_unlisted_origin_is_refused_at_the_upgrade",
-         "test_unlisted_origin_is_refused_with_a_valid_token"),
-        also=("server.py", (("cors_allowed_origins=list(settings.cors_allowed_origins),",
-                             'cors_allowed_origins="*",'),)),
+        (
+            "test_unlisted_origin_is_refused_at_the_upgrade",
+            "test_unlisted_origin_is_refused_with_a_valid_token",
+        ),
+        also=(
+            "server.py",
+            (
+                (
+                    "cors_allowed_origins=list(settings.cors_allowed_origins),",
+                    'cors_allowed_origins="*",',
+                ),
+            ),
+        ),
     ),
     Mutation(
-        "C03", "origin-list-empty", "guard.py",
+        "C03",
+        "origin-list-empty",
+        "guard.py",
         (('return None if origin in self._origins else "origin_refused"', "return None"),),
         "tests/test_origin.py",
         ("test_unlisted_origin_is_refused_at_the_upgrade",),
-        also=("server.py", (("cors_allowed_origins=list(settings.cors_allowed_origins),",
-                             "cors_allowed_origins=[],"),)),
+        also=(
+            "server.py",
+            (
+                (
+                    "cors_allowed_origins=list(settings.cors_allowed_origins),",
+                    "cors_allowed_origins=[],",
+                ),
+            ),
+        ),
     ),
     Mutation(
-        "C04", "missing-auth-accepted", "auth.py",
-        ((
-            'raise AuthError("auth_missing")',
-            "return Identity(sub='anonymous', scopes=frozenset(), expires_at=1e12, issued_at=0.0)",
-        ),),
+        "C04",
+        "missing-auth-accepted",
+        "auth.py",
+        (
+            (
+                'raise AuthError("auth_missing")',
+                "return Identity(sub='anonymous', scopes=frozenset(),"
+                " expires_at=1e12, issued_at=0.0)",
+            ),
+        ),
         "tests/test_auth.py",
         ("test_connect_without_auth_is_refused", "test_malformed_auth_payload_is_refused"),
     ),
     Mutation(
-        "C04", "query-string-logged", "seclog.py",
-        (("for kind in (RedactQueryStrings, DropDenialQuirk):", "for kind in (DropDenialQuirk,):"),),
+        "C04",
+        "query-string-logged",
+        "seclog.py",
+        (
+            (
+                "for kind in (RedactQueryStrings, DropDenialQuirk):",
+                "for kind in (DropDenialQuirk,):",
+            ),
+        ),
         "tests/test_auth.py",
         ("test_token_only_in_query_string_is_refused_and_not_logged",),
     ),
     Mutation(
-        "C04", "library-loggers-at-info", "seclog.py",
+        "C04",
+        "library-loggers-at-info",
+        "seclog.py",
         (("logger.setLevel(logging.WARNING)", "logger.setLevel(logging.INFO)"),),
         "tests/test_auth.py",
         ("test_tokens_and_payloads_stay_out_of_the_logs_at_debug",),
     ),
     Mutation(
-        "C04", "websocket-frames-logged-at-debug", "seclog.py",
+        "C04",
+        "websocket-frames-logged-at-debug",
+        "seclog.py",
         (("logger.setLevel(max(logging.INFO, logging.getLevelName(level)))", "pass"),),
         "tests/test_auth.py",
         ("test_tokens_and_payloads_stay_out_of_the_logs_at_debug",),
     ),
     Mutation(
-        "C05", "claims-not-required", "auth.py",
-        ((
-            'options={"require": list(REQUIRED_CLAIMS)},', "",
-        ),),
+        "C05",
+        "claims-not-required",
+        "auth.py",
+        (
+            (
+                'options={"require": list(REQUIRED_CLAIMS)},',
+                "",
+            ),
+        ),
         "tests/test_auth.py",
         ("test_token_missing_a_required_claim_is_refused",),
     ),
     Mutation(
-        "C05", "issuer-not-checked", "auth.py",
-        ((
-            "issuer=self._issuer,", "issuer=None,",
-        ),),
-        "tests/test_auth.py",
-        ("test_token_with_bad_claims_is_refused",),
-    ),
-    Mutation(
-        "C05", "second-audience", "auth.py",
-        ((
-            "audience=self._audience,", 'audience=[self._audience, "another-service"],',
-        ),),
-        "tests/test_auth.py",
-        ("test_token_with_bad_claims_is_refused",),
-    ),
-    Mutation(
-        "C05", "signature-not-verified", "auth.py",
-        ((
-            'options={"require": list(REQUIRED_CLAIMS)},',
-            'options={"require": list(REQUIRED_CLAIMS), "verify_signature": False},',
-        ),),
-        "tests/test_auth.py",
-        ("test_token_with_a_wrong_signature_is_refused",
-         "test_token_with_a_tampered_payload_is_refused"),
-    ),
-    Mutation(
-        "C05", "algorithm-not-pinned", "auth.py",
+        "C05",
+        "issuer-not-checked",
+        "auth.py",
         (
-            ('if header.get("alg") != ALGORITHM:', 'if header.get("alg") not in (ALGORITHM, "PS256"):'),
+            (
+                "issuer=self._issuer,",
+                "issuer=None,",
+            ),
+        ),
+        "tests/test_auth.py",
+        ("test_token_with_bad_claims_is_refused",),
+    ),
+    Mutation(
+        "C05",
+        "second-audience",
+        "auth.py",
+        (
+            (
+                "audience=self._audience,",
+                'audience=[self._audience, "another-service"],',
+            ),
+        ),
+        "tests/test_auth.py",
+        ("test_token_with_bad_claims_is_refused",),
+    ),
+    Mutation(
+        "C05",
+        "signature-not-verified",
+        "auth.py",
+        (
+            (
+                'options={"require": list(REQUIRED_CLAIMS)},',
+                'options={"require": list(REQUIRED_CLAIMS), "verify_signature": False},',
+            ),
+        ),
+        "tests/test_auth.py",
+        (
+            "test_token_with_a_wrong_signature_is_refused",
+            "test_token_with_a_tampered_payload_is_refused",
+        ),
+    ),
+    Mutation(
+        "C05",
+        "algorithm-not-pinned",
+        "auth.py",
+        (
+            (
+                'if header.get("alg") != ALGORITHM:',
+                'if header.get("alg") not in (ALGORITHM, "PS256"):',
+            ),
             ("algorithms=[ALGORITHM],", 'algorithms=[ALGORITHM, "PS256"],'),
         ),
         "tests/test_auth.py",
         ("test_token_of_another_algorithm_is_refused",),
     ),
     Mutation(
-        "C05", "embedded-jwk-trusted", "auth.py",
+        "C05",
+        "embedded-jwk-trusted",
+        "auth.py",
         (
             ("if KEY_REFERENCE_HEADERS & header.keys():", "if False:"),
             (
@@ -170,153 +252,230 @@ MUTATIONS = [
         ("test_token_naming_its_own_key_is_refused",),
     ),
     Mutation(
-        "C05", "jwks-fetched-on-the-event-loop", "keys.py",
-        ((
-            "jwk = await asyncio.to_thread(self._client.get_signing_key, kid)",
-            "jwk = self._client.get_signing_key(kid)",
-        ),),
+        "C05",
+        "jwks-fetched-on-the-event-loop",
+        "keys.py",
+        (
+            (
+                "jwk = await asyncio.to_thread(self._client.get_signing_key, kid)",
+                "jwk = self._client.get_signing_key(kid)",
+            ),
+        ),
         "tests/test_jwks.py",
         ("test_jwks_fetch_runs_off_the_event_loop",),
     ),
     Mutation(
-        "C09", "schemas-lax", "schemas.py",
-        ((
-            'ConfigDict(extra="forbid", strict=True, frozen=True)',
-            'ConfigDict(extra="allow", frozen=True)',
-        ),),
+        "C09",
+        "schemas-lax",
+        "schemas.py",
+        (
+            (
+                'ConfigDict(extra="forbid", strict=True, frozen=True)',
+                'ConfigDict(extra="allow", frozen=True)',
+            ),
+        ),
         "tests/test_payloads.py",
         ("test_invalid_payload_is_answered_invalid_payload",),
     ),
     Mutation(
-        "C10", "uvicorn-frame-limit-default", "server.py",
-        ((
-            "ws_max_size=settings.max_message_bytes,", "ws_max_size=16 * 1024 * 1024,",
-        ),),
+        "C10",
+        "uvicorn-frame-limit-default",
+        "server.py",
+        (
+            (
+                "ws_max_size=settings.max_message_bytes,",
+                "ws_max_size=16 * 1024 * 1024,",
+            ),
+        ),
         "tests/test_size_limits.py",
         ("test_frame_over_the_limit_closes_only_the_sender",),
     ),
     Mutation(
-        "C20", "no-security-headers", "guard.py",
+        "C20",
+        "no-security-headers",
+        "guard.py",
         (("        send = with_security_headers(send)\n", ""),),
         "tests/test_transport.py",
         ("test_http_responses_carry_security_headers", "test_polling_transport_is_refused"),
     ),
     Mutation(
-        "C20", "refused-upgrade-without-headers", "guard.py",
+        "C20",
+        "refused-upgrade-without-headers",
+        "guard.py",
         (("        send = with_security_headers(send)\n", ""),),
         "tests/test_origin.py",
         ("test_refused_upgrade_carries_the_security_headers",),
     ),
     Mutation(
-        "C06", "expiry-not-scheduled", "lifecycle.py",
-        (("        self._schedule_expiry(session)\n        await self._sio.enter_room",
-          "        await self._sio.enter_room"),),
+        "C06",
+        "expiry-not-scheduled",
+        "lifecycle.py",
+        (
+            (
+                "        self._schedule_expiry(session)\n        await self._sio.enter_room",
+                "        await self._sio.enter_room",
+            ),
+        ),
         "tests/test_sessions.py",
         ("test_session_ends_with_a_notice_when_its_token_expires",),
     ),
     Mutation(
-        "C06", "reauth-for-any-subject", "lifecycle.py",
+        "C06",
+        "reauth-for-any-subject",
+        "lifecycle.py",
         (("if identity.sub != session.identity.sub:", "if False:"),),
         "tests/test_sessions.py",
         ("test_reauth_with_a_worse_token_is_refused_and_the_session_still_expires",),
     ),
     Mutation(
-        "C07", "revoke-does-nothing", "lifecycle.py",
+        "C07",
+        "revoke-does-nothing",
+        "lifecycle.py",
         (('await self.end(sid, "revoked")', "pass"),),
         "tests/test_sessions.py",
         ("test_revoke_disconnects_every_connection_of_the_subject",),
     ),
     Mutation(
-        "C07", "revoked-tokens-reconnect", "sessions.py",
+        "C07",
+        "revoked-tokens-reconnect",
+        "sessions.py",
         (("return identity.issued_at <= revoked_at", "return False"),),
         "tests/test_sessions.py",
         ("test_revoked_tokens_cannot_reconnect_but_newer_ones_can",),
     ),
     Mutation(
-        "C07", "admin-scope-not-required", "lifecycle.py",
+        "C07",
+        "admin-scope-not-required",
+        "lifecycle.py",
         (("if ADMIN_SCOPE not in identity.scopes:", "if False:"),),
         "tests/test_sessions.py",
         ("test_admin_namespace_requires_the_admin_scope",),
     ),
     Mutation(
-        "C11", "no-connection-caps", "guard.py",
+        "C11",
+        "no-connection-caps",
+        "guard.py",
         (("or self._caps.acquire(state.address)", "or None"),),
         "tests/test_limits.py",
-        ("test_connection_flood_from_one_address_hits_its_cap_while_another_connects",
-         "test_total_connection_cap"),
+        (
+            "test_connection_flood_from_one_address_hits_its_cap_while_another_connects",
+            "test_total_connection_cap",
+        ),
     ),
     Mutation(
-        "C11", "no-connect-deadline", "guard.py",
+        "C11",
+        "no-connect-deadline",
+        "guard.py",
         (("call_later(self._deadline, on_deadline)", "call_later(3600, on_deadline)"),),
         "tests/test_limits.py",
         ("test_connection_that_never_authenticates_is_closed_at_the_deadline",),
     ),
     Mutation(
-        "C11", "no-frame-cap", "guard.py",
-        (('and not frames.take():', "and False:"),),
+        "C11",
+        "no-frame-cap",
+        "guard.py",
+        (("and not frames.take():", "and False:"),),
         "tests/test_limits.py",
         ("test_frame_flood_closes_the_connection",),
     ),
     Mutation(
-        "C11", "no-event-budget", "dispatch.py",
+        "C11",
+        "no-event-budget",
+        "dispatch.py",
         (("if session.events is None or session.events.take():", "if True:"),),
         "tests/test_limits.py",
-        ("test_flooder_is_rate_limited_while_a_bystander_keeps_its_acks",
-         "test_sustained_flood_ends_the_session"),
+        (
+            "test_flooder_is_rate_limited_while_a_bystander_keeps_its_acks",
+            "test_sustained_flood_ends_the_session",
+        ),
     ),
     Mutation(
-        "C11", "no-rooms-cap", "events.py",
+        "C11",
+        "no-rooms-cap",
+        "events.py",
         (("and len(joined) >= self._max_rooms", "and False"),),
         "tests/test_limits.py",
         ("test_rooms_per_connection_are_bounded",),
     ),
     Mutation(
-        "C12", "forwarded-from-anyone", "server.py",
-        (("proxy_headers=bool(settings.forwarded_allow_ips),", "proxy_headers=True,"),
-         ("forwarded_allow_ips=list(settings.forwarded_allow_ips) or None,",
-          'forwarded_allow_ips="*",')),
+        "C12",
+        "forwarded-from-anyone",
+        "server.py",
+        (
+            ("proxy_headers=bool(settings.forwarded_allow_ips),", "proxy_headers=True,"),
+            (
+                "forwarded_allow_ips=list(settings.forwarded_allow_ips) or None,",
+                'forwarded_allow_ips="*",',
+            ),
+        ),
         "tests/test_client_address.py",
         ("test_forwarded_header_is_ignored_without_configured_proxies",),
     ),
     Mutation(
-        "C13", "refusal-logs-the-auth-payload", "lifecycle.py",
-        (("self._refused(environ, exc.reason, namespace)",
-          'self._refused(environ, f"{exc.reason}:{auth}", namespace)'),),
+        "C13",
+        "refusal-logs-the-auth-payload",
+        "lifecycle.py",
+        (
+            (
+                "self._refused(environ, exc.reason, namespace)",
+                'self._refused(environ, f"{exc.reason}:{auth}", namespace)',
+            ),
+        ),
         "tests/test_security_log.py",
         ("test_attack_session_is_logged_without_secrets",),
     ),
     Mutation(
-        "C13", "engineio-exceptions-reach-uvicorn", "guard.py",
-        (("        except Exception as exc:  # noqa: BLE001\n", "        except ZeroDivisionError as exc:\n"),),
+        "C13",
+        "engineio-exceptions-reach-uvicorn",
+        "guard.py",
+        (
+            (
+                "        except Exception as exc:  # noqa: BLE001\n",
+                "        except ZeroDivisionError as exc:\n",
+            ),
+        ),
         "tests/test_fuzz.py",
         ("test_malformed_engineio_packet_is_one_log_line_and_a_protocol_close",),
     ),
     Mutation(
-        "C13", "library-tracebacks-logged", "seclog.py",
+        "C13",
+        "library-tracebacks-logged",
+        "seclog.py",
         (("logger.addFilter(TracebackToClassName())", "pass"),),
         "tests/test_fuzz.py",
         ("test_malformed_socketio_packet_is_one_log_line_without_traceback",),
     ),
     Mutation(
-        "C09", "validation-errors-escape", "dispatch.py",
+        "C09",
+        "validation-errors-escape",
+        "dispatch.py",
         (("except ValidationError:", "except TypeError:"),),
         "tests/test_fuzz.py",
         ("test_every_event_answers_any_payload_with_an_envelope",),
     ),
     Mutation(
-        "C14", "serve-ignores-findings", "cli.py",
-        ((
-            "    if _refusals(settings):\n        return EXIT_REFUSED\n",
-            "    _refusals(settings)\n",
-        ),),
+        "C14",
+        "serve-ignores-findings",
+        "cli.py",
+        (
+            (
+                "    if _refusals(settings):\n        return EXIT_REFUSED\n",
+                "    _refusals(settings)\n",
+            ),
+        ),
         "tests/test_startup.py -k origin_wildcard",
         ("test_production_server_refuses_to_start_on_insecure_setting",),
     ),
     Mutation(
-        "C14", "debug-logging-allowed", "posture.py",
-        ((
-            'settings.is_production and settings.log_level == "DEBUG"', "False",
-        ),),
+        "C14",
+        "debug-logging-allowed",
+        "posture.py",
+        (
+            (
+                'settings.is_production and settings.log_level == "DEBUG"',
+                "False",
+            ),
+        ),
         "tests/test_startup.py -k debug_logging",
         ("test_production_server_refuses_to_start_on_insecure_setting",),
     ),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from harness import ALGORITHMS, PACKAGE, ROOT, render
 
 UNSAFE_SETTINGS = ("_tasks", "_jinja_extensions", "_migrations", "_external_data")
