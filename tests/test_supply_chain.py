@@ -200,24 +200,24 @@ def test_rendered_pins_agree_with_the_ones_dependabot_updates(by_python: dict[st
     assert "astral-sh/setup-uv" in reference
 
 
-def break_workflow(old: str, new: str) -> Callable[[Path], None]:
+def breaks(file: str, old: str, new: str) -> Callable[[Path], None]:
+    """An edit of one of the project's supply-chain files that must turn a linter red."""
+
     def edit(project: Path) -> None:
-        path = project / ".github" / "workflows" / "ci.yml"
+        path = project / file
         text = path.read_text()
-        assert old in text, f"stale breakage: {old!r} is not in ci.yml"
+        assert old in text, f"stale breakage: {old!r} is not in {file}"
         path.write_text(text.replace(old, new, 1))
 
     return edit
+
+
+def break_workflow(old: str, new: str) -> Callable[[Path], None]:
+    return breaks(".github/workflows/ci.yml", old, new)
 
 
 def break_dependabot(old: str, new: str) -> Callable[[Path], None]:
-    def edit(project: Path) -> None:
-        path = project / ".github" / "dependabot.yml"
-        text = path.read_text()
-        assert old in text, f"stale breakage: {old!r} is not in dependabot.yml"
-        path.write_text(text.replace(old, new, 1))
-
-    return edit
+    return breaks(".github/dependabot.yml", old, new)
 
 
 def zizmor(project: Path, venv: Path) -> list[str]:
