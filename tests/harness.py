@@ -133,3 +133,16 @@ def pre_commit(project: Path, venv: Path, *args: str) -> subprocess.CompletedPro
         timeout=600,
         check=False,
     )
+
+
+def copy_worktree(dst: Path) -> Path:
+    """This template's working tree as git sees it (tracked files and untracked ones that
+    are not ignored, as they are now), copied to `dst`: no .git, no .venv."""
+    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT)
+    for name in listed.stdout.split("\0"):  # names hold spaces: "{% if ... %}keys.py..."
+        if not name:
+            continue
+        if (ROOT / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dst / name)
+    return dst
