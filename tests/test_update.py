@@ -30,7 +30,7 @@ from updates import (
     template_history,
 )
 
-from harness import PACKAGE, hook_env, make_venv, pre_commit, run, tool, uv
+from harness import PACKAGE, ROOT, hook_env, make_venv, pre_commit, run, tool, uv
 
 HANDLER = """
     async def typing(self, ctx: Context, payload: Leave) -> Ack:
@@ -319,3 +319,25 @@ def test_an_update_needs_trust_only_when_it_crosses_a_migration(tmp_path: Path) 
     later = copier_update(project, "--vcs-ref", "v1.1.1")
     assert later.returncode == 0, later.stderr
     assert "_commit: v1.1.1" in (project / ".copier-answers.yml").read_text()
+
+
+# --- releases ---------------------------------------------------------------------------
+
+
+def test_every_release_in_the_changelog_says_what_an_update_brings() -> None:
+    """Keep a Changelog sections, newest first; each says whether it is a security release
+    and which rendered files it removes or moves (Copier deletes them in projects)."""
+    sections = re.split(r"^## ", (ROOT / "CHANGELOG.md").read_text(), flags=re.MULTILINE)[1:]
+    assert sections[0].startswith("[Unreleased]\n")
+    versions = []
+    for section in sections:
+        heading = section.splitlines()[0]
+        match = re.fullmatch(r"\[(Unreleased|\d+\.\d+\.\d+)\](?: - (\d{4}-\d{2}-\d{2}))?", heading)
+        assert match, heading
+        assert re.search(r"^- \*\*Security release\*\*: (yes|no)\b", section, re.MULTILINE), heading
+        assert re.search(r"^- \*\*Files removed or moved\*\*: \S", section, re.MULTILINE), heading
+        if match[1] != "Unreleased":
+            assert match[2], f"{heading}: a release has a date"
+            versions.append(tuple(int(part) for part in match[1].split(".")))
+    assert versions
+    assert versions == sorted(versions, reverse=True)
