@@ -26,6 +26,7 @@ from harness import (
     PACKAGE,
     PYTHON_VERSIONS,
     ROOT,
+    commit_through_hooks,
     copy_worktree,
     git_init,
     hook_env,
@@ -382,14 +383,7 @@ def test_the_hooks_refuse_a_commit(
         else:
             target.write_text(content)
         run(["git", "add", path], cwd=root)
-        result = subprocess.run(
-            ["git", "commit", "-m", "planted"],
-            cwd=root,
-            env={**os.environ, **hook_env()},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = commit_through_hooks(root, "planted")
         output = result.stdout + result.stderr
         assert result.returncode != 0, output
         failed = [line for line in output.splitlines() if line.endswith("Failed")]

@@ -30,7 +30,17 @@ from updates import (
     template_history,
 )
 
-from harness import PACKAGE, ROOT, hook_env, make_venv, pre_commit, run, tool, uv
+from harness import (
+    PACKAGE,
+    ROOT,
+    commit_through_hooks,
+    hook_env,
+    make_venv,
+    pre_commit,
+    run,
+    tool,
+    uv,
+)
 
 HANDLER = """
     async def typing(self, ctx: Context, payload: Leave) -> Ack:
@@ -180,14 +190,7 @@ def test_a_conflict_cannot_be_committed_and_fails_ci(conflicting: Path) -> None:
 
     run([tool(venv, "pre-commit"), "install"], cwd=project)
     run(["git", "add", "--all"], cwd=project)
-    refused = subprocess.run(
-        ["git", "commit", "-m", "Update"],
-        cwd=project,
-        env={**os.environ, **hook_env()},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    refused = commit_through_hooks(project, "Update")
     assert refused.returncode != 0
     assert "no conflict markers" in refused.stdout + refused.stderr
 
