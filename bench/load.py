@@ -1,0 +1,173 @@
+"""Client load for the benchmark: Socket.IO spoken by hand over `websockets`, so that the
+clients cost as little CPU as they can and the server is what is measured.
+
+Run with the rendered project's Python (it has `websockets`); one process per slice of the
+connections. Prints one JSON object on stdout. Modes:
+
+- `connect N`: open N connections (CONNECT with the token, acknowledged), CONCURRENCY at
+  a time; report the wall time, then close them.
+- `echo N SECONDS`: N connections, each in its own room, each sending `message` with an
+  ack id and waiting for the ack, in a loop, for SECONDS; report count and latencies.
+- `hold N`: open N connections, join `lobby`, print `{"ready": N}`, answer pings, and record
+  when each one receives the next broadcast; when all did (or after the timeout), report
+  the receipt times and exit.
+- `send`: one connection joins `lobby`, sends one `message`, and prints the send time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import ssl
+import statistics
+import sys
+import time
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+CONCURRENCY = 20
+
+
+class Client:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.url = f"wss://127.0.0.1:{args.port}/socket.io/?EIO=4&transport=websocket"
+        self.ssl = ssl.create_default_context(cafile=args.ca)
+        self.origin = args.origin
+        self.token = os.environ["BENCH_TOKEN"]  # not on the command line
+
+    async def open(self) -> ClientConnection:
+        ws = await connect(
+            self.url,
+            ssl=self.ssl,
+            server_hostname="localhost",
+            origin=self.origin,  # type: ignore[arg-type]
+            compression=None,
+            max_size=2**20,
+            open_timeout=60,
+            ping_interval=None,
+        )
+        opening = await ws.recv()
+        if not (isinstance(opening, str) and opening.startswith("0{")):
+            raise RuntimeError(f"no Engine.IO open packet: {opening!r}")
+        await ws.send("40" + json.dumps({"token": self.token}))
+        reply = await ws.recv()
+        if not (isinstance(reply, str) and reply.startswith("40{")):
+            raise RuntimeError(f"CONNECT refused: {reply!r}")
+        return ws
+
+
+async def call(ws: ClientConnection, ack_id: int, event: str, payload: dict[str, Any]) -> str:
+    await ws.send(f"42{ack_id}" + json.dumps([event, payload]))
+    prefix = f"43{ack_id}"
+    while True:
+        frame = await ws.recv()
+        if isinstance(frame, str):
+            if frame == "2":
+                await ws.send("3")
+            elif frame.startswith(prefix):
+                return frame
+
+
+async def gather_limited(count: int, make: Any) -> list[Any]:
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(index: int) -> Any:
+        async with semaphore:
+            return await make(index)
+
+    return await asyncio.gather(*(one(index) for index in range(count)))
+
+
+async def mode_connect(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    start = time.perf_counter()
+    sockets = await gather_limited(args.n, lambda _: client.open())
+    elapsed = time.perf_counter() - start
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    return {"connections": args.n, "seconds": elapsed}
+
+
+async def mode_echo(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    sockets = await gather_limited(args.n, lambda _: client.open())
+    for index, ws in enumerate(sockets):
+        await call(ws, 1, "join", {"room": f"echo-{args.slice}-{index}"})
+    latencies: list[float] = []
+    await asyncio.sleep(max(0.0, args.start_at - time.time()))  # all slices start together
+    deadline = time.perf_counter() + args.seconds
+
+    async def loop(index: int, ws: ClientConnection) -> None:
+        ack_id = 2
+        payload = {"room": f"echo-{args.slice}-{index}", "text": "x" * 64}
+        while time.perf_counter() < deadline:
+            sent = time.perf_counter()
+            await call(ws, ack_id, "message", payload)
+            latencies.append(time.perf_counter() - sent)
+            ack_id += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(loop(index, ws) for index, ws in enumerate(sockets)))
+    elapsed = time.perf_counter() - start
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    latencies.sort()
+    return {
+        "messages": len(latencies),
+        "seconds": elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+    }
+
+
+async def mode_hold(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    sockets = await gather_limited(args.n, lambda _: client.open())
+    for ws in sockets:
+        await call(ws, 1, "join", {"room": "lobby"})
+    print(json.dumps({"ready": args.n}), flush=True)
+    received: list[float] = []
+
+    async def wait(ws: ClientConnection) -> None:
+        while True:
+            frame = await ws.recv()
+            if frame == "2":
+                await ws.send("3")
+            elif isinstance(frame, str) and frame.startswith('42["message"'):
+                received.append(time.time())
+                return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(wait(ws) for ws in sockets)), args.seconds)
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return {"connections": args.n, "received": len(received), "last": max(received, default=0)}
+
+
+async def mode_send(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    ws = await client.open()
+    await call(ws, 1, "join", {"room": "lobby"})
+    sent = time.time()
+    await call(ws, 2, "message", {"room": "lobby", "text": "broadcast"})
+    await ws.close()
+    return {"sent": sent}
+
+
+MODES = {"connect": mode_connect, "echo": mode_echo, "hold": mode_hold, "send": mode_send}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=sorted(MODES))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ca", required=True)
+    parser.add_argument("--origin", required=True)
+    parser.add_argument("--n", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--slice", type=int, default=0)
+    parser.add_argument("--start-at", type=float, default=0.0, help="epoch to start echoing")
+    args = parser.parse_args()
+    result = asyncio.run(MODES[args.mode](Client(args), args))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
