@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import ssl
@@ -121,13 +120,20 @@ async def mode_echo(client: Client, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def mode_hold(client: Client, args: argparse.Namespace) -> dict[str, Any]:
-    sockets = await gather_limited(args.n, lambda _: client.open())
-    for ws in sockets:
-        await call(ws, 1, "join", {"room": "lobby"})
-    print(json.dumps({"ready": args.n}), flush=True)
+    # Each connection joins as soon as it is open and from then on answers the server's
+    # pings (every 25 s), however long the others take to connect.
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+    joined: list[ClientConnection] = []
+    all_joined = asyncio.Event()
     received: list[float] = []
 
-    async def wait(ws: ClientConnection) -> None:
+    async def hold() -> None:
+        async with semaphore:
+            ws = await client.open()
+            await call(ws, 1, "join", {"room": "lobby"})
+        joined.append(ws)
+        if len(joined) == args.n:
+            all_joined.set()
         while True:
             frame = await ws.recv()
             if frame == "2":
@@ -136,9 +142,19 @@ async def mode_hold(client: Client, args: argparse.Namespace) -> dict[str, Any]:
                 received.append(time.time())
                 return
 
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*(wait(ws) for ws in sockets)), args.seconds)
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    async def announce() -> None:
+        await all_joined.wait()
+        print(json.dumps({"ready": args.n}), flush=True)
+
+    tasks = [asyncio.ensure_future(hold()) for _ in range(args.n)]
+    announcer = asyncio.ensure_future(announce())
+    done, _ = await asyncio.wait(tasks, timeout=args.seconds)
+    for task in done:
+        task.result()  # a failed connection fails the phase
+    announcer.cancel()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*(ws.close() for ws in joined), return_exceptions=True)
     return {"connections": args.n, "received": len(received), "last": max(received, default=0)}
 
 
