@@ -291,14 +291,6 @@ MUTATIONS = [
         ("test_frame_over_the_limit_closes_only_the_sender",),
     ),
     Mutation(
-        "C10",
-        "tls-read-buffer-default",
-        "server.py",
-        (("    tls.limit_read_buffer()\n", ""),),
-        "tests/test_tls.py -k read_buffer",
-        ("test_each_connection_gets_a_small_tls_read_buffer",),
-    ),
-    Mutation(
         "C20",
         "no-security-headers",
         "guard.py",

@@ -71,7 +71,6 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         raise ValueError("TLS certificate and key are required")
     context = tls.server_context(settings.tls_cert_file, settings.tls_key_file)
-    tls.limit_read_buffer()
     seclog.harden_server_loggers(settings.log_level)
     return uvicorn.Config(
         app,
