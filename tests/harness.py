@@ -122,17 +122,25 @@ def git_init(project: Path) -> None:
     run(["git", "add", "--all"], cwd=project)
 
 
-def pre_commit(project: Path, venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The project's own pre-commit checks; returns the result whatever the exit code."""
-    return subprocess.run(  # noqa: S603 - the project's own pre-commit
-        [str(tool(venv, "pre-commit")), "run", "--color", "never", *args],
-        cwd=project,
+def hooked(
+    args: Sequence[str | Path], cwd: Path, *, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in a project with `hook_env()`; returns the result whatever the exit
+    code, for tests that expect a refusal as much as a success."""
+    return subprocess.run(  # noqa: S603 - our tools, our arguments
+        [str(arg) for arg in args],
+        cwd=cwd,
         env={**os.environ, **hook_env()},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
+
+
+def pre_commit(project: Path, venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The project's own pre-commit checks; returns the result whatever the exit code."""
+    return hooked([tool(venv, "pre-commit"), "run", "--color", "never", *args], project)
 
 
 def copy_worktree(dst: Path) -> Path:
@@ -150,11 +158,4 @@ def copy_worktree(dst: Path) -> Path:
 
 def commit_through_hooks(project: Path, message: str) -> subprocess.CompletedProcess[str]:
     """`git commit` with the project's installed pre-commit hook; whatever the exit code."""
-    return subprocess.run(  # noqa: S603 - git, our arguments
-        ["git", "commit", "-m", message],
-        cwd=project,
-        env={**os.environ, **hook_env()},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return hooked(["git", "commit", "-m", message], project)

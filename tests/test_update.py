@@ -9,7 +9,6 @@ README text), and it is updated without --trust.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from harness import (
     PACKAGE,
     ROOT,
     commit_through_hooks,
-    hook_env,
+    hooked,
     make_venv,
     pre_commit,
     run,
@@ -216,15 +215,7 @@ def test_a_conflict_cannot_be_committed_and_fails_ci(conflicting: Path) -> None:
 
 def template_update(project: Path) -> subprocess.CompletedProcess[str]:
     """scripts/template_update.py as the workflow runs it, without --open-pr (no remote)."""
-    return subprocess.run(
-        [sys.executable, "scripts/template_update.py"],
-        cwd=project,
-        env={**os.environ, **hook_env()},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return hooked([sys.executable, "scripts/template_update.py"], project, timeout=300)
 
 
 def head(project: Path) -> str:
