@@ -92,6 +92,18 @@ class Server:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
+    def settle(self, limit: float = 300.0) -> None:
+        """Wait until the server is idle (under 5 % of a core for half a second), so that
+        a phase is charged neither with the previous phase's disconnects nor with its own
+        still running."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            before = self.cpu()
+            time.sleep(0.5)
+            if self.cpu() - before <= 0.025:
+                return
+        raise RuntimeError(f"the {self.kind} server stayed busy for {limit:.0f} s")
+
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -166,6 +178,7 @@ def split(total: int, parts: int) -> list[int]:
 
 
 def phase_connect(project: Project, server: Server, count: int, procs: int) -> dict[str, float]:
+    server.settle()
     before = server.cpu()
     runs = [
         load(project, server, "connect", n=n, slice=i) for i, n in enumerate(split(count, procs))
@@ -173,6 +186,7 @@ def phase_connect(project: Project, server: Server, count: int, procs: int) -> d
     # Wall time as each load process measured it (without its own start-up); the slices
     # run side by side, so the slowest one is the phase's.
     wall = max(result(process)["seconds"] for process in runs)
+    server.settle()  # the connections' disconnects belong to this phase
     cpu = server.cpu() - before
     return {"connects_per_s": count / wall, "cpu_us_per_connect": 1e6 * cpu / count}
 
@@ -180,6 +194,7 @@ def phase_connect(project: Project, server: Server, count: int, procs: int) -> d
 def phase_echo(
     project: Project, server: Server, count: int, seconds: float, procs: int
 ) -> dict[str, float]:
+    server.settle()
     start_at = time.time() + 3 + count / 100
     runs = [
         load(project, server, "echo", n=n, seconds=seconds, slice=i, start_at=start_at)
@@ -232,10 +247,16 @@ class Figures:
             self.samples.setdefault(name, {}).setdefault(kind, []).append(value)
 
     def medians(self) -> dict[str, dict[str, float]]:
-        return {
-            name: {kind: statistics.median(values) for kind, values in by_kind.items()}
-            for name, by_kind in self.samples.items()
-        }
+        """Per figure: each server's median, and the median of the runs' own ratios
+        (`paired`: hardened / bare measured minutes apart, the steadier figure)."""
+        medians: dict[str, dict[str, float]] = {}
+        for name, by_kind in self.samples.items():
+            medians[name] = {kind: statistics.median(values) for kind, values in by_kind.items()}
+            pairs = zip(by_kind.get("hardened", ()), by_kind.get("bare", ()), strict=False)
+            ratios = [hardened / bare for hardened, bare in pairs if bare]
+            if ratios:
+                medians[name]["paired"] = statistics.median(ratios)
+        return medians
 
 
 def versions(project: Project) -> dict[str, str]:
@@ -248,12 +269,14 @@ def versions(project: Project) -> dict[str, str]:
 
 
 def table(medians: dict[str, dict[str, float]]) -> str:
-    lines = [f"{'figure':<28} {'bare':>12} {'hardened':>12} {'hardened/bare':>14}",
-             "-" * 69]  # fmt: skip
+    lines = [f"{'figure (median)':<28} {'bare':>10} {'hardened':>10} {'ratio':>7} {'paired':>7}",
+             "-" * 66]  # fmt: skip
+    nan = float("nan")
     for name, by_kind in medians.items():
-        bare, hardened = by_kind.get("bare", float("nan")), by_kind.get("hardened", float("nan"))
-        ratio = hardened / bare if bare else float("nan")
-        lines.append(f"{name:<28} {bare:>12.2f} {hardened:>12.2f} {ratio:>14.2f}")
+        bare, hardened = by_kind.get("bare", nan), by_kind.get("hardened", nan)
+        ratio = hardened / bare if bare else nan
+        paired = by_kind.get("paired", nan)
+        lines.append(f"{name:<28} {bare:>10.2f} {hardened:>10.2f} {ratio:>7.2f} {paired:>7.2f}")
     return "\n".join(lines)
 
 
@@ -266,15 +289,12 @@ def chart(medians: dict[str, dict[str, float]], path: Path, title: str) -> bool:
     except ImportError:
         return False
     names = list(medians)
-    ratios = [
-        medians[n].get("hardened", 0) / medians[n]["bare"] if medians[n].get("bare") else 0
-        for n in names
-    ]
+    ratios = [medians[n].get("paired", 0.0) for n in names]
     figure, axes = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
     axes.barh(names, ratios, color="#4c72b0")
     axes.axvline(1.0, color="black", linewidth=0.8)
     axes.axvline(1.1, color="#c44e52", linewidth=0.8, linestyle="--")
-    axes.set_xlabel("hardened / bare (median)")
+    axes.set_xlabel("hardened / bare (median of the runs' ratios)")
     axes.set_title(title, fontsize=10)
     axes.invert_yaxis()
     figure.tight_layout()
@@ -303,22 +323,26 @@ def main() -> int:
         project = setup(Path(work))
         figures = Figures()
         for index in range(args.runs):
+            # Both servers up, each phase run on one and then at once on the other, the
+            # order swapped every run: a drift of the machine hits both alike.
             order = ("bare", "hardened") if index % 2 == 0 else ("hardened", "bare")
-            for kind in order:
-                server = start(kind, project)
-                try:
-                    for count in args.hold:
-                        figures.add(
-                            kind, phase_hold(project, server, count, max(args.procs, count // 2500))
-                        )
-                    figures.add(kind, phase_connect(project, server, args.connections, args.procs))
+            servers: dict[str, Server] = {}
+            try:
+                for kind in order:
+                    servers[kind] = start(kind, project)
+                for count in args.hold:
+                    procs = max(args.procs, count // 2500)
+                    for kind in order:
+                        figures.add(kind, phase_hold(project, servers[kind], count, procs))
+                for kind in order:
                     figures.add(
-                        kind,
-                        phase_echo(
-                            project, server, args.echo_connections, args.echo_seconds, args.procs
-                        ),
+                        kind, phase_connect(project, servers[kind], args.connections, args.procs)
                     )
-                finally:
+                echo = (args.echo_connections, args.echo_seconds, args.procs)
+                for kind in order:
+                    figures.add(kind, phase_echo(project, servers[kind], *echo))
+            finally:
+                for server in servers.values():
                     server.stop()
             print(
                 f"run {index + 1}/{args.runs} done ({time.monotonic() - started:.0f} s)",

@@ -9,6 +9,10 @@ refused with a stable reason code for the security log; the client only hears
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -18,6 +22,8 @@ import jwt
 from .keys import ALGORITHM, KeySource, UnknownKeyError
 
 MAX_TOKEN_CHARS: Final = 8192
+MAX_HEADER_CHARS: Final = 1024
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 MAX_SUB_CHARS: Final = 256
 REQUIRED_CLAIMS: Final = ("exp", "iat", "sub", "iss", "aud")
 # Headers that ask a verifier to fetch or trust a key the token itself names.
@@ -50,6 +56,7 @@ _DECODE_ERRORS: Final[tuple[tuple[type[jwt.InvalidTokenError], str], ...]] = (
     (jwt.InvalidIssuerError, "token_issuer"),
     (jwt.MissingRequiredClaimError, "token_claims_missing"),
     (jwt.InvalidSignatureError, "token_signature"),
+    (jwt.DecodeError, "token_malformed"),  # after InvalidSignatureError, its subclass
 )
 
 
@@ -69,10 +76,7 @@ class TokenVerifier:
     async def verify(self, token: object) -> Identity:
         if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:
             raise AuthError("token_malformed")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            raise AuthError("token_malformed") from None
+        header = _unverified_header(token)
         # Pin the algorithm before any key is chosen: this is what defeats `alg: none` and
         # HMAC-signed-with-the-public-key confusion, whatever the key source returns.
         if header.get("alg") != ALGORITHM:
@@ -96,6 +100,25 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             raise AuthError(_reason(exc)) from None
         return _identity(claims)
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header alone, for the checks that come before any key is chosen.
+
+    `jwt.get_unverified_header` would decode and check all three segments, character by
+    character in Python, and `jwt.decode` does it all again; reading only the header here
+    halves that cost per connection. `jwt.decode` still checks the whole token.
+    """
+    segment, dot, _ = token.partition(".")
+    if not dot or len(segment) > MAX_HEADER_CHARS or not _BASE64URL.fullmatch(segment):
+        raise AuthError("token_malformed")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        raise AuthError("token_malformed") from None
+    if not isinstance(header, dict):
+        raise AuthError("token_malformed")
+    return header
 
 
 def _reason(exc: jwt.InvalidTokenError) -> str:

@@ -44,6 +44,7 @@ _log = logging.getLogger(__name__)
 class Context:
     sid: str
     identity: Identity
+    rooms: set[str]  # the session's own set: handlers that join or leave rooms keep it
 
 
 def ok(**fields: Any) -> Ack:
@@ -114,7 +115,8 @@ class Router:
             payload = schema.model_validate(args[0])
         except ValidationError:
             return error("invalid_payload")
-        return await handler(Context(sid=sid, identity=session.identity), payload)
+        context = Context(sid=sid, identity=session.identity, rooms=session.rooms)
+        return await handler(context, payload)
 
     def _within_budget(self, session: Session, event: str) -> bool:
         if session.events is None or session.events.take():

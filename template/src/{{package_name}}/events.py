@@ -31,24 +31,24 @@ class Rooms:
         self._sio = sio
         self._max_rooms = max_rooms
 
-    def _is_member(self, ctx: Context, room: str) -> bool:
-        return room_key(room) in self._sio.rooms(ctx.sid)
-
     async def join(self, ctx: Context, payload: Join) -> Ack:
-        joined = [room for room in self._sio.rooms(ctx.sid) if room.startswith("room:")]
-        if room_key(payload.room) not in joined and len(joined) >= self._max_rooms:
+        key = room_key(payload.room)
+        if key not in ctx.rooms and len(ctx.rooms) >= self._max_rooms:
             return error("forbidden")
-        await self._sio.enter_room(ctx.sid, room_key(payload.room))
+        await self._sio.enter_room(ctx.sid, key)
+        ctx.rooms.add(key)
         return ok(room=payload.room)
 
     async def leave(self, ctx: Context, payload: Leave) -> Ack:
-        if not self._is_member(ctx, payload.room):
+        key = room_key(payload.room)
+        if key not in ctx.rooms:
             return error("not_member")
-        await self._sio.leave_room(ctx.sid, room_key(payload.room))
+        await self._sio.leave_room(ctx.sid, key)
+        ctx.rooms.discard(key)
         return ok(room=payload.room)
 
     async def message(self, ctx: Context, payload: Message) -> Ack:
-        if not self._is_member(ctx, payload.room):
+        if room_key(payload.room) not in ctx.rooms:
             return error("not_member")
         broadcast = {
             "room": payload.room,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from . import seclog
@@ -35,11 +35,18 @@ class ConnectionState:
     origin: str | None
     sub: str | None = None
     closed: bool = False
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] | None = None  # made when a task is first started
+    deadline: asyncio.TimerHandle | None = None
 
     @property
     def authenticated(self) -> bool:
         return self.sub is not None
+
+    def authenticate(self, sub: str) -> None:
+        self.sub = sub
+        if self.deadline is not None:  # no longer needed: free it now, not at disconnect
+            self.deadline.cancel()
+            self.deadline = None
 
     def log(
         self,
@@ -105,7 +112,7 @@ class Guard:
         finally:
             self._caps.release(state.address)
             state.closed = True
-            for task in state.tasks:
+            for task in state.tasks or ():
                 task.cancel()
 
     def _origin_refusal(self, origin: str | None) -> str | None:
@@ -120,40 +127,58 @@ class Guard:
     ) -> None:
         scope[STATE_KEY] = state
         frames = TokenBucket(rate=self._frame_rate, burst=self._frame_burst)
-
-        async def close(reason: str, code: int = CLOSE_POLICY, error: str | None = None) -> None:
-            if not state.closed:
-                state.log("connection_closed", level=logging.WARNING, reason=reason, error=error)
-                await guarded_send({"type": "websocket.close", "code": code})
-
-        async def guarded_send(message: Message) -> None:
-            # After a close the libraries may still try to write; uvicorn would raise.
-            if state.closed:
-                return
-            if message["type"] == "websocket.close":
-                state.closed = True
-            await send(message)
-
-        async def guarded_receive() -> Message:
-            message = await receive()
-            if message["type"] == "websocket.receive" and not frames.take():
-                await close("frame_flood")
-                return dict(_DISCONNECT)
-            return message
-
-        def on_deadline() -> None:
-            if not state.authenticated and not state.closed:
-                task = asyncio.get_running_loop().create_task(close("connect_timeout"))
-                state.tasks.add(task)
-                task.add_done_callback(state.tasks.discard)
-
-        timer = asyncio.get_running_loop().call_later(self._deadline, on_deadline)
+        websocket = _GuardedWebsocket(state, receive, send, frames)
+        state.deadline = asyncio.get_running_loop().call_later(
+            self._deadline, websocket.on_deadline
+        )
         try:
-            await self._app(scope, guarded_receive, guarded_send)
+            await self._app(scope, websocket.receive, websocket.send)
         except Exception as exc:  # noqa: BLE001
             # python-engineio raises on some malformed packets (bad types, namespaces,
             # attachment counts). uvicorn would log a traceback with packet fragments for
             # each: a log flood that the client controls. One line, then a protocol close.
-            await close("protocol_error", code=CLOSE_PROTOCOL_ERROR, error=type(exc).__name__)
+            await websocket.close("protocol_error", CLOSE_PROTOCOL_ERROR, type(exc).__name__)
         finally:
-            timer.cancel()
+            if state.deadline is not None:
+                state.deadline.cancel()
+
+
+class _GuardedWebsocket:
+    """The ASGI `receive` and `send` the application gets for one websocket: incoming
+    frames within their budget, nothing sent after a close. (One small object per
+    connection rather than a closure per callable: thousands of them stay open.)"""
+
+    __slots__ = ("_frames", "_receive", "_send", "_state")
+
+    def __init__(
+        self, state: ConnectionState, receive: Receive, send: Send, frames: TokenBucket
+    ) -> None:
+        self._state, self._receive, self._send, self._frames = state, receive, send, frames
+
+    async def close(self, reason: str, code: int = CLOSE_POLICY, error: str | None = None) -> None:
+        if not self._state.closed:
+            self._state.log("connection_closed", level=logging.WARNING, reason=reason, error=error)
+            await self.send({"type": "websocket.close", "code": code})
+
+    async def send(self, message: Message) -> None:
+        # After a close the libraries may still try to write; uvicorn would raise.
+        if self._state.closed:
+            return
+        if message["type"] == "websocket.close":
+            self._state.closed = True
+        await self._send(message)
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "websocket.receive" and not self._frames.take():
+            await self.close("frame_flood")
+            return dict(_DISCONNECT)
+        return message
+
+    def on_deadline(self) -> None:
+        state = self._state
+        if not state.authenticated and not state.closed:
+            task = asyncio.get_running_loop().create_task(self.close("connect_timeout"))
+            state.tasks = state.tasks or set()
+            state.tasks.add(task)
+            task.add_done_callback(state.tasks.discard)

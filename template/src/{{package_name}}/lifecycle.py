@@ -76,7 +76,7 @@ class Lifecycle:
             self._refused(environ, "internal", namespace)
         if self._revocations.refuses(identity):
             self._refused(environ, "token_revoked", namespace, identity.sub)
-        state.sub = identity.sub
+        state.authenticate(identity.sub)
         state.log("connected", namespace=namespace)
         return identity
 

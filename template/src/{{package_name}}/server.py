@@ -71,12 +71,16 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         raise ValueError("TLS certificate and key are required")
     context = tls.server_context(settings.tls_cert_file, settings.tls_key_file)
+    tls.share_receive_buffer()
     seclog.harden_server_loggers(settings.log_level)
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         ssl_context_factory=lambda _config, _default: context,
+        # The standard library's event loop whatever else is installed (uvicorn would pick
+        # uvloop if present, whose TLS layer tls.share_receive_buffer() does not reach).
+        loop="asyncio",
         ws="websockets-sansio",
         # uvicorn's own default is 16 MiB and applies before python-engineio's limit.
         ws_max_size=settings.max_message_bytes,

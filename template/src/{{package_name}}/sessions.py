@@ -23,6 +23,9 @@ class Session:
     events: TokenBucket | None
     strikes: int = 0
     expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
+    # Rooms joined through the event handlers. The Socket.IO server knows them too, but
+    # asking it (`sio.rooms(sid)`) scans every room of the namespace, one per connection.
+    rooms: set[str] = field(default_factory=set, repr=False)
 
 
 class Revocations:
