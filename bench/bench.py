@@ -1,13 +1,16 @@
 """Benchmark: the hardened rendered server against a bare python-socketio server.
 
 Both run on the same machine in the same run, on uvicorn with the same websocket
-implementation and the same TLS certificate, one after the other in alternating order for
-every run (phase by phase, so drift of the machine hits both alike). Client load runs in
-separate processes (bench/load.py) on loopback. Figures are medians over the runs; the
-server's own CPU time per operation is read from /proc, so that the Python clients, which
-share the cores, do not hide the server's cost.
+implementation and the same TLS certificate. In every run both servers are up and each
+phase runs on one and then on the other (connect and echo `--repeats` times each, the
+order swapped every run), so that drift of the machine hits both alike. Client load runs
+in separate processes (bench/load.py) on loopback. Figures are medians over all samples,
+and the median of the paired ratios (each hardened sample over the bare one measured
+next to it); the server's own CPU time per operation is read from /proc, so that the
+Python clients, which share the cores, do not hide the server's cost.
 
-Usage: bench/run [--runs 5] [--connections 500] [--echo-seconds 10] [--hold 1000 ...]
+Usage: bench/run [--runs 5] [--repeats 3] [--connections 500] [--echo-seconds 10]
+                 [--hold 1000 ...]
        bench/run --quick   (the smoke run the test suite makes)
 """
 
@@ -311,11 +314,14 @@ def main() -> int:
     parser.add_argument("--echo-seconds", type=float, default=10.0)
     parser.add_argument("--hold", type=int, nargs="*", default=[1000])
     parser.add_argument("--procs", type=int, default=2, help="load processes per phase")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="connect and echo phases per server per run"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.connections, args.echo_connections = 1, 40, 4
+        args.runs, args.repeats, args.connections, args.echo_connections = 1, 1, 40, 4
         args.echo_seconds, args.hold = 1.5, [40]
 
     started = time.monotonic()
@@ -334,13 +340,14 @@ def main() -> int:
                     procs = max(args.procs, count // 2500)
                     for kind in order:
                         figures.add(kind, phase_hold(project, servers[kind], count, procs))
-                for kind in order:
-                    figures.add(
-                        kind, phase_connect(project, servers[kind], args.connections, args.procs)
-                    )
-                echo = (args.echo_connections, args.echo_seconds, args.procs)
-                for kind in order:
-                    figures.add(kind, phase_echo(project, servers[kind], *echo))
+                for _ in range(args.repeats):
+                    for kind in order:
+                        connect = (args.connections, args.procs)
+                        figures.add(kind, phase_connect(project, servers[kind], *connect))
+                for _ in range(args.repeats):
+                    for kind in order:
+                        echo = (args.echo_connections, args.echo_seconds, args.procs)
+                        figures.add(kind, phase_echo(project, servers[kind], *echo))
             finally:
                 for server in servers.values():
                     server.stop()

@@ -320,8 +320,8 @@ MUTATIONS = [
         "lifecycle.py",
         (
             (
-                "        self._schedule_expiry(session)\n        await self._sio.enter_room",
-                "        await self._sio.enter_room",
+                "self._event_bucket())\n        self._schedule_expiry(session)\n",
+                "self._event_bucket())\n",
             ),
         ),
         "tests/test_sessions.py",
@@ -374,7 +374,7 @@ MUTATIONS = [
         "C11",
         "no-connect-deadline",
         "guard.py",
-        (("self._deadline, websocket.on_deadline", "3600, websocket.on_deadline"),),
+        (("_Deadlines(settings.connect_timeout_seconds)", "_Deadlines(3600)"),),
         "tests/test_limits.py",
         ("test_connection_that_never_authenticates_is_closed_at_the_deadline",),
     ),

@@ -6,7 +6,9 @@ ASGI peer, rewritten by uvicorn only for configured proxies (C12)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -36,7 +38,7 @@ class ConnectionState:
     sub: str | None = None
     closed: bool = False
     tasks: set[asyncio.Task[None]] | None = None  # made when a task is first started
-    deadline: asyncio.TimerHandle | None = None
+    on_authenticated: Callable[[], object] | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -44,9 +46,9 @@ class ConnectionState:
 
     def authenticate(self, sub: str) -> None:
         self.sub = sub
-        if self.deadline is not None:  # no longer needed: free it now, not at disconnect
-            self.deadline.cancel()
-            self.deadline = None
+        if self.on_authenticated is not None:
+            self.on_authenticated()
+            self.on_authenticated = None
 
     def log(
         self,
@@ -90,7 +92,7 @@ class Guard:
         self._caps = ConnectionCaps(
             total=settings.max_connections, per_address=settings.max_connections_per_address
         )
-        self._deadline = settings.connect_timeout_seconds
+        self._deadlines = _Deadlines(settings.connect_timeout_seconds)
         self._frame_rate = settings.max_frames_per_second
         self._frame_burst = 2 * settings.max_frames_per_second
 
@@ -128,9 +130,8 @@ class Guard:
         scope[STATE_KEY] = state
         frames = TokenBucket(rate=self._frame_rate, burst=self._frame_burst)
         websocket = _GuardedWebsocket(state, receive, send, frames)
-        state.deadline = asyncio.get_running_loop().call_later(
-            self._deadline, websocket.on_deadline
-        )
+        self._deadlines.add(websocket)
+        state.on_authenticated = functools.partial(self._deadlines.discard, websocket)
         try:
             await self._app(scope, websocket.receive, websocket.send)
         except Exception as exc:  # noqa: BLE001
@@ -139,8 +140,7 @@ class Guard:
             # each: a log flood that the client controls. One line, then a protocol close.
             await websocket.close("protocol_error", CLOSE_PROTOCOL_ERROR, type(exc).__name__)
         finally:
-            if state.deadline is not None:
-                state.deadline.cancel()
+            self._deadlines.discard(websocket)
 
 
 class _GuardedWebsocket:
@@ -182,3 +182,39 @@ class _GuardedWebsocket:
             state.tasks = state.tasks or set()
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
+
+
+class _Deadlines:
+    """Closes the websockets that have not authenticated `seconds` after they opened, with
+    one timer for all of them: a timer per connection would stay in the event loop's heap
+    long after most clients authenticate, a few hundred bytes each."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        # Every deadline is "opened + seconds", so insertion order is deadline order.
+        self._pending: dict[_GuardedWebsocket, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, websocket: _GuardedWebsocket) -> None:
+        self._pending[websocket] = asyncio.get_running_loop().time() + self._seconds
+        if self._timer is None:
+            self._arm()
+
+    def discard(self, websocket: _GuardedWebsocket) -> None:
+        self._pending.pop(websocket, None)
+
+    def _arm(self) -> None:
+        first = next(iter(self._pending.values()))
+        self._timer = asyncio.get_running_loop().call_at(first, self._sweep)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        # The loop may run a timer up to its clock resolution early: count that as due.
+        now = asyncio.get_running_loop().time() + 0.001
+        while self._pending:
+            websocket, due = next(iter(self._pending.items()))
+            if due > now:
+                self._arm()
+                return
+            del self._pending[websocket]
+            websocket.on_deadline()

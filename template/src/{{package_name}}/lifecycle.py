@@ -23,11 +23,6 @@ ADMIN_NAMESPACE: Final = "/admin"
 ADMIN_SCOPE: Final = "admin:revoke"
 
 
-def user_room(sub: str) -> str:
-    # Server-side only: client room names are namespaced "room:..." (events.room_key).
-    return f"user:{sub}"
-
-
 class Lifecycle:
     def __init__(
         self,
@@ -51,7 +46,6 @@ class Lifecycle:
         identity = await self._authenticate(environ, auth, namespace="/")
         session = self._sessions.open(sid, identity, self._event_bucket())
         self._schedule_expiry(session)
-        await self._sio.enter_room(sid, user_room(identity.sub))
 
     async def admin_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         identity = await self._authenticate(environ, auth, namespace=ADMIN_NAMESPACE)
