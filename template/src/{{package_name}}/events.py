@@ -31,6 +31,9 @@ class Rooms:
         self._sio = sio
         self._max_rooms = max_rooms
 
+    def _is_member(self, ctx: Context, room: str) -> bool:
+        return room_key(room) in ctx.rooms
+
     async def join(self, ctx: Context, payload: Join) -> Ack:
         key = room_key(payload.room)
         if key not in ctx.rooms and len(ctx.rooms) >= self._max_rooms:
@@ -40,15 +43,15 @@ class Rooms:
         return ok(room=payload.room)
 
     async def leave(self, ctx: Context, payload: Leave) -> Ack:
-        key = room_key(payload.room)
-        if key not in ctx.rooms:
+        if not self._is_member(ctx, payload.room):
             return error("not_member")
+        key = room_key(payload.room)
         await self._sio.leave_room(ctx.sid, key)
         ctx.rooms.discard(key)
         return ok(room=payload.room)
 
     async def message(self, ctx: Context, payload: Message) -> Ack:
-        if room_key(payload.room) not in ctx.rooms:
+        if not self._is_member(ctx, payload.room):
             return error("not_member")
         broadcast = {
             "room": payload.room,
