@@ -66,7 +66,9 @@ class RawClient:
             origin=Origin(ORIGIN),
             max_size=None,
             compression=None,
-            open_timeout=5,
+            # Generous: on a loaded CI machine a handshake can stall for seconds, and after
+            # a handshake timeout websockets' sync client can block in its reader thread.
+            open_timeout=30,
             legacy=True,  # held across examples, so not a context manager
         )
         assert str(ws.recv(timeout=5)).startswith("0{")
