@@ -251,7 +251,8 @@ class Figures:
 
     def medians(self) -> dict[str, dict[str, float]]:
         """Per figure: each server's median, and the median of the runs' own ratios
-        (`paired`: hardened / bare measured minutes apart, the steadier figure)."""
+        (`paired`: each hardened sample over the bare one measured next to it, the steadier
+        figure)."""
         medians: dict[str, dict[str, float]] = {}
         for name, by_kind in self.samples.items():
             medians[name] = {kind: statistics.median(values) for kind, values in by_kind.items()}

@@ -8,14 +8,7 @@ import json
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from live import LiveServer, TokenFactory, connected, raw_call, raw_socketio
-
-
-def frame_of(size: int, ack_id: str = "") -> str:
-    """A Socket.IO `message` event frame of exactly `size` bytes."""
-    head = f'42{ack_id}["message",{{"room":"lobby","text":"'
-    tail = '"}]'
-    return head + "x" * (size - len(head) - len(tail)) + tail
+from live import LiveServer, TokenFactory, connected, frame_of, raw_call, raw_socketio
 
 
 async def test_frame_over_the_limit_closes_only_the_sender(

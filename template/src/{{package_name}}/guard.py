@@ -179,7 +179,8 @@ class _GuardedWebsocket:
         state = self._state
         if not state.authenticated and not state.closed:
             task = asyncio.get_running_loop().create_task(self.close("connect_timeout"))
-            state.tasks = state.tasks or set()
+            if state.tasks is None:
+                state.tasks = set()
             state.tasks.add(task)
             task.add_done_callback(state.tasks.discard)
 
