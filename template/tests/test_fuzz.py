@@ -8,19 +8,29 @@ to search harder, e.g. `FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import Iterator
-from typing import Any
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
-from websockets.typing import Origin
 
-from live import ORIGIN, LiveServer, Pki, SigningKeys, TokenFactory, live_server, make_settings
+from live import (
+    LiveServer,
+    Pki,
+    SigningKeys,
+    TokenFactory,
+    live_server,
+    make_settings,
+    raw_socketio,
+)
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 FUZZ = settings(
@@ -32,6 +42,8 @@ FUZZ = settings(
 EVENTS = ["join", "leave", "message", "reauth"]
 CODES = {"invalid_payload", "forbidden", "rate_limited", "not_member", "auth_expired", "internal"}
 LEAKS = ("Traceback", "Exception", 'File "')
+STEP_SECONDS = 10.0
+T = TypeVar("T")
 
 # python-engineio refuses integers over 100 digits before decoding a packet (its guard
 # against quadratic int parsing): such packets are dropped, covered by the frame fuzzer.
@@ -52,45 +64,63 @@ payloads = st.one_of(
 
 
 class RawClient:
-    """A synchronous websocket speaking Engine.IO by hand; reconnects when closed."""
+    """A websocket speaking Engine.IO by hand, for the synchronous property tests;
+    reconnects when closed. Use it as a context manager.
+
+    It drives websockets' asyncio client on an event-loop thread of its own, so every TLS
+    read and write happens in that one thread. (websockets' sync client reads in a
+    background thread while the caller writes, both on one ssl.SSLSocket, which OpenSSL does
+    not support: under load an upgrade could go unanswered and the client then hang joining
+    its reader thread.)
+    """
 
     def __init__(self, server: LiveServer, token: str) -> None:
         self._server, self._token = server, token
         self._ws: ClientConnection | None = None
+        self._opened: AsyncExitStack | None = None
         self._ack = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
 
-    def _open(self) -> ClientConnection:
-        ws = connect(
-            self._server.ws_url,
-            ssl=self._server.pki.client_context(),
-            origin=Origin(ORIGIN),
-            max_size=None,
-            compression=None,
-            # Generous: on a loaded CI machine a handshake can stall for seconds, and after
-            # a handshake timeout websockets' sync client can block in its reader thread.
-            open_timeout=30,
-            legacy=True,  # held across examples, so not a context manager
-        )
-        assert str(ws.recv(timeout=5)).startswith("0{")
-        ws.send("40" + json.dumps({"token": self._token}))
-        assert str(ws.recv(timeout=5)).startswith("40{")
-        return ws
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            self.close()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=STEP_SECONDS)
+            self._loop.close()
+
+    def _run(self, step: Coroutine[Any, Any, T], seconds: float = STEP_SECONDS) -> T:
+        """Run `step` on the client's loop; TimeoutError after `seconds`."""
+
+        async def bounded() -> T:
+            return await asyncio.wait_for(step, seconds)
+
+        return asyncio.run_coroutine_threadsafe(bounded(), self._loop).result()
+
+    async def _open(self) -> ClientConnection:
+        self._opened = AsyncExitStack()
+        return await self._opened.enter_async_context(raw_socketio(self._server, token=self._token))
 
     @property
     def ws(self) -> ClientConnection:
         if self._ws is None:
-            self._ws = self._open()
+            self._ws = self._run(self._open())
         return self._ws
 
     def send(self, frame: str | bytes) -> list[str | bytes]:
         """Send a frame; return what the server sends back within a short wait."""
         replies: list[str | bytes] = []
         try:
-            self.ws.send(frame)
+            self._run(self.ws.send(frame))
             while True:
-                reply = self.ws.recv(timeout=0.05)
+                reply = self._run(self.ws.recv(), seconds=0.05)
                 if reply == "2":
-                    self.ws.send("3")
+                    self._run(self.ws.send("3"))
                 replies.append(reply)
         except TimeoutError:
             pass
@@ -101,18 +131,18 @@ class RawClient:
     def call(self, event: str, payload: Any) -> Any:
         self._ack += 1
         prefix = f"43{self._ack}"
-        self.ws.send(f"42{self._ack}" + json.dumps([event, payload]))
+        self._run(self.ws.send(f"42{self._ack}" + json.dumps([event, payload])))
         while True:
-            frame = self.ws.recv(timeout=5)
+            frame = self._run(self.ws.recv())
             if frame == "2":
-                self.ws.send("3")
+                self._run(self.ws.send("3"))
             elif isinstance(frame, str) and frame.startswith(prefix):
                 return json.loads(frame[len(prefix) :])[0]
 
     def close(self) -> None:
-        if self._ws is not None:
-            self._ws.close()
-            self._ws = None
+        opened, self._opened, self._ws = self._opened, None, None
+        if opened is not None:
+            self._run(opened.aclose())
 
 
 @pytest.fixture(scope="module")
@@ -127,16 +157,14 @@ def fuzz_server(pki: Pki, signing: SigningKeys) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def fuzzer(fuzz_server: LiveServer, make_token: TokenFactory) -> Iterator[RawClient]:
-    client = RawClient(fuzz_server, make_token(sub="fuzzer", ttl=3600))
-    yield client
-    client.close()
+    with RawClient(fuzz_server, make_token(sub="fuzzer", ttl=3600)) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
 def bystander(fuzz_server: LiveServer, make_token: TokenFactory) -> Iterator[RawClient]:
-    client = RawClient(fuzz_server, make_token(sub="bystander", ttl=3600))
-    yield client
-    client.close()
+    with RawClient(fuzz_server, make_token(sub="bystander", ttl=3600)) as client:
+        yield client
 
 
 def assert_serving(bystander: RawClient) -> None:
@@ -199,11 +227,8 @@ def test_malformed_engineio_packet_is_one_log_line_and_a_protocol_close(
 ) -> None:
     """C13: python-engineio raises on these out of the ASGI app; instead of uvicorn's
     traceback per frame, the guard logs one security line and closes with 1002."""
-    client = RawClient(fuzz_server, make_token(sub="fuzzer"))
-    try:
+    with RawClient(fuzz_server, make_token(sub="fuzzer")) as client:
         client.send(frame)
-    finally:
-        client.close()
     assert "Traceback" not in caplog.text
     assert "Exception in ASGI application" not in caplog.text
     lines = [r.getMessage() for r in caplog.records if r.name == "security"]
@@ -223,28 +248,23 @@ def test_malformed_socketio_packet_is_one_log_line_without_traceback(
 ) -> None:
     """C13: python-engineio logs a traceback quoting packet fragments for these; the
     server keeps one line naming the exception class, and the connection keeps working."""
-    client = RawClient(fuzz_server, make_token(sub="fuzzer"))
-    try:
+    with RawClient(fuzz_server, make_token(sub="fuzzer")) as client:
         client.send(frame)
         assert client.call("join", {"room": "lobby"}) == {"ok": True, "room": "lobby"}
-    finally:
-        client.close()
     assert "Traceback" not in caplog.text
     errors = [r.getMessage() for r in caplog.records if r.name == "engineio.server"]
     assert len(errors) == 1
     assert " error=" in errors[0]
 
 
-def test_events_before_connect_are_not_dispatched(fuzz_server: LiveServer) -> None:
+async def test_events_before_connect_are_not_dispatched(fuzz_server: LiveServer) -> None:
     """Events on a websocket that never sent CONNECT reach no handler and get no ack."""
-    context = fuzz_server.pki.client_context()
-    with connect(fuzz_server.ws_url, ssl=context, origin=Origin(ORIGIN), open_timeout=5) as ws:
-        assert str(ws.recv(timeout=5)).startswith("0{")
-        ws.send('421["join",{"room":"lobby"}]')
+    async with raw_socketio(fuzz_server) as ws:
+        await ws.send('421["join",{"room":"lobby"}]')
         replies = []
         try:
             while True:
-                replies.append(ws.recv(timeout=0.5))
+                replies.append(await asyncio.wait_for(ws.recv(), 0.5))
         except (TimeoutError, ConnectionClosed):
             pass
         assert not [reply for reply in replies if str(reply).startswith("431")]
