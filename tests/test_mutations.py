@@ -380,6 +380,56 @@ MUTATIONS = [
     ),
     Mutation(
         "C11",
+        "no-request-deadline",
+        "http11.py",
+        (
+            (
+                "        super().connection_made(transport)\n        self._arm()\n",
+                "        super().connection_made(transport)\n",
+            ),
+        ),
+        "tests/test_limits.py -k request",
+        (
+            "test_silent_client_is_closed_at_the_request_deadline",
+            "test_request_trickled_a_byte_at_a_time_is_cut_off",
+        ),
+    ),
+    Mutation(
+        "C11",
+        "request-deadline-not-restarted",
+        "http11.py",
+        (
+            (
+                "        self._arm()\n        super().on_response_complete()",
+                "        super().on_response_complete()",
+            ),
+        ),
+        "tests/test_limits.py -k trickled",
+        ("test_request_trickled_a_byte_at_a_time_is_cut_off",),
+    ),
+    Mutation(
+        "C11",
+        "request-deadline-outlives-upgrade",
+        "http11.py",
+        (
+            (
+                "        self._disarm()\n        super().handle_websocket_upgrade(event)",
+                "        super().handle_websocket_upgrade(event)",
+            ),
+        ),
+        "tests/test_limits.py -k outlives",
+        ("test_authenticated_connection_outlives_the_deadline",),
+    ),
+    Mutation(
+        "C11",
+        "tls-handshake-unbounded",
+        "server.py",
+        (("    tls.bound_handshakes(settings.request_timeout_seconds)\n", ""),),
+        "tests/test_limits.py -k handshake_deadline",
+        ("test_silent_tcp_client_is_closed_at_the_handshake_deadline",),
+    ),
+    Mutation(
+        "C11",
         "no-frame-cap",
         "guard.py",
         (("and not self._frames.take():", "and False:"),),

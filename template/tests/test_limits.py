@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import select
+import socket
+import ssl
+import time
 from collections.abc import Iterator
+from http.client import HTTPSConnection
 from typing import Any
 
 import pytest
@@ -31,8 +37,11 @@ LIMITED = {
     "max_connections": 6,
     "max_connections_per_address": 3,
     "connect_timeout_seconds": 1.0,
+    "request_timeout_seconds": 1.0,
     "max_rooms_per_connection": 3,
 }
+# Longer than any deadline above, so that a missing deadline is a failure, not a hang.
+PATIENCE_SECONDS = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +129,8 @@ async def test_connection_that_never_authenticates_is_closed_at_the_deadline(
 async def test_authenticated_connection_outlives_the_deadline(
     limited: LiveServer, make_token: TokenFactory
 ) -> None:
-    """C11: the deadline applies only until the CONNECT is accepted."""
+    """C11: the deadline applies only until the CONNECT is accepted; the request deadline
+    ends with the upgrade."""
     async with raw_socketio(limited, token=make_token()) as ws:
         await asyncio.sleep(LIMITED["connect_timeout_seconds"] + 0.5)
         assert await raw_call(ws, 1, "leave", {"room": "nowhere"}) == {
@@ -155,3 +165,97 @@ async def test_rooms_per_connection_are_bounded(
         await asyncio.sleep(2.2)  # two events' budget at 1 per second
         assert (await client.call("leave", {"room": "b"}, timeout=5))["ok"] is True
         assert (await client.call("join", {"room": "d"}, timeout=5))["ok"] is True
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the server has closed `sock` (read within the socket's timeout)."""
+    try:
+        return sock.recv(1) == b""
+    except (ConnectionError, ssl.SSLError):
+        return True
+
+
+def tls_connection(server: LiveServer) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE_SECONDS)
+    return server.pki.client_context().wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def read_response(tls: ssl.SSLSocket) -> bytes:
+    """One whole HTTP response from `tls` (chunked or not); its head."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += tls.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    if length is None:  # chunked: up to the last, empty chunk
+        while not body.endswith(b"0\r\n\r\n"):
+            body += tls.recv(4096)
+    while length is not None and len(body) < int(length.group(1)):
+        body += tls.recv(4096)
+    return head
+
+
+def request_timeouts(caplog: pytest.LogCaptureFixture) -> list[str]:
+    lines = [r.getMessage() for r in caplog.records if r.name == "security"]
+    return [line for line in lines if "reason=request_timeout" in line]
+
+
+def test_silent_client_is_closed_at_the_request_deadline(
+    limited: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C11: after the TLS handshake uvicorn would wait for a first request for ever."""
+    with tls_connection(limited) as tls:
+        assert closed_by_peer(tls)
+    assert len(request_timeouts(caplog)) == 1
+
+
+@pytest.mark.parametrize("after_a_response", [False, True], ids=["first", "kept-alive"])
+def test_request_trickled_a_byte_at_a_time_is_cut_off(
+    limited: LiveServer, caplog: pytest.LogCaptureFixture, after_a_response: bool
+) -> None:
+    """C11 (Slowloris): uvicorn restarts its timer on every byte; the request deadline
+    counts from the handshake, or from the previous response, whatever arrives."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    with tls_connection(limited) as tls:
+        if after_a_response:
+            tls.sendall(head + b"\r\n")
+            assert read_response(tls).startswith(b"HTTP/1.1 200 ")
+        patience = time.monotonic() + PATIENCE_SECONDS
+        for byte in head + b"X-Slow: " + b"a" * 1000:
+            closing = select.select([tls], [], [], 0.05)[0]
+            if closing or time.monotonic() > patience:
+                break
+            try:
+                tls.sendall(bytes([byte]))
+            except (ConnectionError, ssl.SSLError):
+                break
+        assert closed_by_peer(tls)
+        assert time.monotonic() < patience
+    assert len(request_timeouts(caplog)) == 1
+
+
+def test_silent_tcp_client_is_closed_at_the_handshake_deadline(limited: LiveServer) -> None:
+    """C11: asyncio would wait 60 s for a TLS ClientHello; the request deadline bounds it."""
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=PATIENCE_SECONDS) as raw:
+        assert closed_by_peer(raw)
+
+
+def test_requests_within_the_deadline_are_served_on_a_kept_alive_connection(
+    limited: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C11: the deadline restarts after each response; prompt clients never meet it."""
+    context = limited.pki.client_context()
+    http = HTTPSConnection("127.0.0.1", limited.port, context=context, timeout=PATIENCE_SECONDS)
+    sockets = []
+    try:
+        for _ in range(3):
+            http.request("GET", "/healthz")
+            response = http.getresponse()
+            response.read()
+            assert response.status == 200
+            sockets.append(http.sock)
+            time.sleep(LIMITED["request_timeout_seconds"] / 2)
+    finally:
+        http.close()
+    assert all(sock is sockets[0] for sock in sockets)  # one connection, kept alive
+    assert not request_timeouts(caplog)

@@ -14,7 +14,7 @@ from typing import Final
 import socketio
 import uvicorn
 
-from . import events, keys, seclog, tls
+from . import events, http11, keys, seclog, tls
 from .auth import TokenVerifier
 from .dispatch import Router
 from .guard import Guard
@@ -72,6 +72,7 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         raise ValueError("TLS certificate and key are required")
     context = tls.server_context(settings.tls_cert_file, settings.tls_key_file)
     tls.share_receive_buffer()
+    tls.bound_handshakes(settings.request_timeout_seconds)
     seclog.harden_server_loggers(settings.log_level)
     return uvicorn.Config(
         app,
@@ -81,6 +82,8 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         # The standard library's event loop whatever else is installed (uvicorn would pick
         # uvloop if present, whose TLS layer tls.share_receive_buffer() does not reach).
         loop="asyncio",
+        # uvicorn's h11 protocol with a deadline for every request (C11; see http11).
+        http=http11.protocol_class(settings.request_timeout_seconds),
         ws="websockets-sansio",
         # uvicorn's own default is 16 MiB and applies before python-engineio's limit.
         ws_max_size=settings.max_message_bytes,
