@@ -70,9 +70,13 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
     """The server configuration that `serve` and the tests run: TLS and size limits."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         raise ValueError("TLS certificate and key are required")
-    context = tls.server_context(settings.tls_cert_file, settings.tls_key_file)
+    context = tls.server_context(
+        settings.tls_cert_file,
+        settings.tls_key_file,
+        handshake_seconds=settings.request_timeout_seconds,
+    )
     tls.share_receive_buffer()
-    tls.bound_handshakes(settings.request_timeout_seconds)
+    tls.bound_handshakes()
     seclog.harden_server_loggers(settings.log_level)
     return uvicorn.Config(
         app,
