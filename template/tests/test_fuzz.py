@@ -40,7 +40,15 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 EVENTS = ["join", "leave", "message", "reauth"]
-CODES = {"invalid_payload", "forbidden", "rate_limited", "not_member", "auth_expired", "internal"}
+CODES = {
+    "invalid_payload",
+    "forbidden",
+    "rate_limited",
+    "not_member",
+    "auth_expired",
+    "unknown_event",
+    "internal",
+}
 LEAKS = ("Traceback", "Exception", 'File "')
 STEP_SECONDS = 10.0
 T = TypeVar("T")
@@ -238,23 +246,32 @@ def test_malformed_engineio_packet_is_one_log_line_and_a_protocol_close(
 
 
 @pytest.mark.parametrize(
-    "frame", ["41/nope,-1x", b"\xff", "40{", "9"], ids=["namespace", "binary", "json", "type"]
+    ("frame", "reason"),
+    [
+        ("41/nope,-1x", "malformed_packet"),
+        (b"\xff", "binary_refused"),
+        ("40{", "malformed_packet"),
+        ("49", "malformed_packet"),
+    ],
+    ids=["namespace", "binary", "json", "type"],
 )
 def test_malformed_socketio_packet_is_one_log_line_without_traceback(
     fuzz_server: LiveServer,
+    bystander: RawClient,
     make_token: TokenFactory,
     caplog: pytest.LogCaptureFixture,
     frame: str | bytes,
+    reason: str,
 ) -> None:
-    """C13: python-engineio logs a traceback quoting packet fragments for these; the
-    server keeps one line naming the exception class, and the connection keeps working."""
+    """C13: python-engineio logged a traceback quoting packet fragments for these; the
+    packet gate cuts the sender off with one line naming the reason, and serves others."""
     with RawClient(fuzz_server, make_token(sub="fuzzer")) as client:
         client.send(frame)
-        assert client.call("join", {"room": "lobby"}) == {"ok": True, "room": "lobby"}
     assert "Traceback" not in caplog.text
-    errors = [r.getMessage() for r in caplog.records if r.name == "engineio.server"]
-    assert len(errors) == 1
-    assert " error=" in errors[0]
+    lines = [r.getMessage() for r in caplog.records if r.name in {"security", "engineio.server"}]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"connection_closed reason={reason}")
+    assert_serving(bystander)
 
 
 async def test_events_before_connect_are_not_dispatched(fuzz_server: LiveServer) -> None:

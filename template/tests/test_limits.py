@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import socket
 import ssl
@@ -13,7 +14,7 @@ from http.client import HTTPSConnection
 from typing import Any
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from live import (
     LiveServer,
@@ -141,17 +142,57 @@ async def test_authenticated_connection_outlives_the_deadline(
         }
 
 
-async def test_frame_flood_closes_the_connection(
+@pytest.mark.parametrize("kind", ["ping", "pong", "event"])
+async def test_frame_flood_cuts_the_connection_off(
+    limited: LiveServer, make_token: TokenFactory, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """C11: every frame counts, control frames included (uvicorn answers pings below the
+    application, so an ASGI-level counter never saw them)."""
+    async with raw_socketio(limited, token=make_token()) as ws:
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(3000):
+                if kind == "ping":
+                    await ws.ping()
+                elif kind == "pong":
+                    await ws.pong()
+                else:
+                    await ws.send('42["no-such-event",{}]')
+        await closed_by_server(ws, PATIENCE_SECONDS)
+    assert "reason=frame_flood" in caplog.text
+
+
+async def test_message_in_many_fragments_is_cut_off(
+    limited: LiveServer, make_token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C11: uvicorn reassembles continuation frames below the application; a message may
+    come in at most MAX_FRAGMENTS of them."""
+    fragments = ['42["message",{"room":"lobby","text":"', *"x" * 20, '"}]']
+    async with raw_socketio(limited, token=make_token()) as ws:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(fragments)
+        await closed_by_server(ws, PATIENCE_SECONDS)
+    assert "reason=fragment_flood" in caplog.text
+
+
+async def test_message_in_a_few_fragments_is_served(
     limited: LiveServer, make_token: TokenFactory
 ) -> None:
-    """C11: frames that no handler answers (unknown events) are capped too."""
+    """C11: fragmentation itself is allowed."""
     async with raw_socketio(limited, token=make_token()) as ws:
-        for _ in range(200):
-            try:
-                await ws.send('42["no-such-event",{}]')
-            except Exception:  # noqa: BLE001 - the server may already have closed
-                break
-        assert await closed_by_server(ws, 5) == 1008
+        await ws.send(["421", '["join",', '{"room":"lobby"}]'])
+        reply = await asyncio.wait_for(ws.recv(), PATIENCE_SECONDS)
+        assert reply == '431[{"ok":true,"room":"lobby"}]'
+
+
+async def test_invalid_utf8_text_is_one_line_and_a_cut(
+    limited: LiveServer, make_token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C13: uvicorn logged a traceback for a text frame that is not UTF-8."""
+    async with raw_socketio(limited, token=make_token()) as ws:
+        await ws.send(b'42["join",{"room":"\xff\xfe"}]', text=True)
+        await closed_by_server(ws, PATIENCE_SECONDS)
+    assert "reason=invalid_utf8" in caplog.text
+    assert "Traceback" not in caplog.text
 
 
 async def test_rooms_per_connection_are_bounded(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import seclog
 from .auth import Identity
+from .packets import CATCH_ALL
 from .sessions import Session, Sessions
 
 Ack = dict[str, Any]
@@ -35,6 +36,7 @@ ERROR_MESSAGES: Final = {
     "not_member": "join the room first",
     "auth_expired": "the session's token has expired",
     "revoked": "the session was revoked",
+    "unknown_event": "this service has no such event",
     "internal": "internal error",
 }
 _log = logging.getLogger(__name__)
@@ -77,6 +79,25 @@ class Router:
         self._strikes = strikes
         self._namespace = namespace
         self._tasks: set[asyncio.Task[None]] = set()
+        # Every event name the namespace did not declare (python-socketio's catch-all; the
+        # packet gate sends reserved and non-string names here too).
+        sio.on(CATCH_ALL, handler=self._unknown, namespace=namespace)
+
+    async def _unknown(self, event: str, sid: str, *args: object) -> Ack:
+        session = self._sessions.get(sid)
+        if session is None:
+            return error("forbidden")
+        if not self._within_budget(session, "-"):
+            return error("rate_limited")
+        # One line per refused event, within the session's event budget.
+        seclog.event(
+            "event_refused",
+            level=logging.WARNING,
+            reason="unknown_event",
+            sub=session.identity.sub,
+            event=event,
+        )
+        return error("unknown_event")
 
     def on(self, event: str, schema: type[P], handler: Handler[P], *, scope: str | None) -> None:
         async def dispatch(sid: str, *args: object) -> Ack:

@@ -1,21 +1,23 @@
 """The gate in front of python-engineio for every websocket, before any packet is read:
-the origin (C03), connection caps per client address and in total (C11), the deadline to
-authenticate (C11), and a hard cap on incoming frames (C11). The client address is the
-ASGI peer, rewritten by uvicorn only for configured proxies (C12)."""
+the origin (C03), connection caps per client address and in total (C11), and the deadline
+to authenticate (C11), which applies again whenever the websocket has no connected
+namespace. (Every frame is counted below ASGI, in `websocket.py`.) The client address is
+the ASGI peer, rewritten by uvicorn only for configured proxies (C12)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from . import seclog
-from .limits import ConnectionCaps, TokenBucket
+from .limits import ConnectionCaps
 from .settings import Settings
 from .web import ASGIApp, Message, Receive, Scope, Send, deny_websocket, with_security_headers
+from .websocket import ABORT_KEY
 
 STATE_KEY: Final = "guard.state"
 CLOSE_POLICY: Final = 1008
@@ -26,29 +28,54 @@ REFUSAL_STATUS: Final = {
     "address_cap": 429,
     "total_cap": 503,
 }
-_DISCONNECT: Final = {"type": "websocket.disconnect", "code": CLOSE_POLICY}
 
 
 @dataclass(slots=True)
 class ConnectionState:
-    """What the guard knows of one websocket; the connect handler marks it authenticated."""
+    """What the guard knows of one websocket; the connect handlers count its namespaces."""
 
     address: str
     origin: str | None
     sub: str | None = None
     closed: bool = False
+    namespaces: int = 0  # connected Socket.IO namespaces
+    connect_refusals: int = 0
     tasks: set[asyncio.Task[None]] | None = None  # made when a task is first started
     on_authenticated: Callable[[], object] | None = None
+    on_idle: Callable[[], object] | None = None
+    abort_transport: Callable[[], object] | None = None
+    release: Callable[[], Awaitable[None]] | None = None  # ends the Engine.IO session
 
     @property
     def authenticated(self) -> bool:
-        return self.sub is not None
+        return self.namespaces > 0
 
     def authenticate(self, sub: str) -> None:
         self.sub = sub
+        self.namespaces += 1
         if self.on_authenticated is not None:
             self.on_authenticated()
-            self.on_authenticated = None
+
+    def namespace_closed(self) -> None:
+        """A namespace disconnected; with none left, the connect deadline applies again."""
+        self.namespaces = max(0, self.namespaces - 1)
+        if self.namespaces == 0 and not self.closed and self.on_idle is not None:
+            self.on_idle()
+
+    def abort(self, reason: str, *, namespace: str | None = None, error: str | None = None) -> None:
+        """Cut the connection off at once (no close handshake), with one log line."""
+        if self.closed:
+            return
+        self.closed = True
+        self.log(
+            "connection_closed",
+            level=logging.WARNING,
+            reason=reason,
+            namespace=namespace,
+            error=error,
+        )
+        if self.abort_transport is not None:
+            self.abort_transport()
 
     def log(
         self,
@@ -93,8 +120,6 @@ class Guard:
             total=settings.max_connections, per_address=settings.max_connections_per_address
         )
         self._deadlines = _Deadlines(settings.connect_timeout_seconds)
-        self._frame_rate = settings.max_frames_per_second
-        self._frame_burst = 2 * settings.max_frames_per_second
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The one place the C20 headers are added: every HTTP response, python-engineio's
@@ -128,10 +153,11 @@ class Guard:
         self, scope: Scope, receive: Receive, send: Send, state: ConnectionState
     ) -> None:
         scope[STATE_KEY] = state
-        frames = TokenBucket(rate=self._frame_rate, burst=self._frame_burst)
-        websocket = _GuardedWebsocket(state, receive, send, frames)
+        state.abort_transport = scope.get(ABORT_KEY)
+        websocket = _GuardedWebsocket(state, receive, send)
         self._deadlines.add(websocket)
         state.on_authenticated = functools.partial(self._deadlines.discard, websocket)
+        state.on_idle = functools.partial(self._deadlines.add, websocket)
         try:
             await self._app(scope, websocket.receive, websocket.send)
         except Exception as exc:  # noqa: BLE001
@@ -141,19 +167,19 @@ class Guard:
             await websocket.close("protocol_error", CLOSE_PROTOCOL_ERROR, type(exc).__name__)
         finally:
             self._deadlines.discard(websocket)
+            # Whatever ended the websocket, its Engine.IO session ends with it.
+            if state.release is not None:
+                await state.release()
 
 
 class _GuardedWebsocket:
-    """The ASGI `receive` and `send` the application gets for one websocket: incoming
-    frames within their budget, nothing sent after a close. (One small object per
-    connection rather than a closure per callable: thousands of them stay open.)"""
+    """The ASGI `send` the application gets for one websocket: nothing sent after a close.
+    (One small object per connection rather than a closure: thousands of them stay open.)"""
 
-    __slots__ = ("_frames", "_receive", "_send", "_state")
+    __slots__ = ("_send", "_state", "receive")
 
-    def __init__(
-        self, state: ConnectionState, receive: Receive, send: Send, frames: TokenBucket
-    ) -> None:
-        self._state, self._receive, self._send, self._frames = state, receive, send, frames
+    def __init__(self, state: ConnectionState, receive: Receive, send: Send) -> None:
+        self._state, self.receive, self._send = state, receive, send
 
     async def close(self, reason: str, code: int = CLOSE_POLICY, error: str | None = None) -> None:
         if not self._state.closed:
@@ -167,13 +193,6 @@ class _GuardedWebsocket:
         if message["type"] == "websocket.close":
             self._state.closed = True
         await self._send(message)
-
-    async def receive(self) -> Message:
-        message = await self._receive()
-        if message["type"] == "websocket.receive" and not self._frames.take():
-            await self.close("frame_flood")
-            return dict(_DISCONNECT)
-        return message
 
     def on_deadline(self) -> None:
         state = self._state
@@ -197,6 +216,7 @@ class _Deadlines:
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, websocket: _GuardedWebsocket) -> None:
+        self._pending.pop(websocket, None)  # re-added at the end, keeping the order
         self._pending[websocket] = asyncio.get_running_loop().time() + self._seconds
         if self._timer is None:
             self._arm()

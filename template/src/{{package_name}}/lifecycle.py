@@ -15,6 +15,7 @@ from .auth import AuthError, Identity, TokenVerifier
 from .dispatch import Ack, Context, error, ok
 from .guard import connection_state
 from .limits import TokenBucket
+from .packets import GatedServer
 from .schemas import Reauth, Revoke
 from .sessions import Revocations, Session, Sessions
 from .settings import Settings
@@ -26,7 +27,7 @@ ADMIN_SCOPE: Final = "admin:revoke"
 class Lifecycle:
     def __init__(
         self,
-        sio: socketio.AsyncServer,
+        sio: GatedServer,
         sessions: Sessions,
         admin_sessions: Sessions,
         verifier: TokenVerifier,
@@ -44,6 +45,7 @@ class Lifecycle:
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         identity = await self._authenticate(environ, auth, namespace="/")
+        self._admit(environ, identity, self._sessions, "/")
         session = self._sessions.open(sid, identity, self._event_bucket())
         self._schedule_expiry(session)
 
@@ -51,8 +53,22 @@ class Lifecycle:
         identity = await self._authenticate(environ, auth, namespace=ADMIN_NAMESPACE)
         if ADMIN_SCOPE not in identity.scopes:
             self._refused(environ, "admin_scope_missing", ADMIN_NAMESPACE, identity.sub)
+        self._admit(environ, identity, self._admin_sessions, ADMIN_NAMESPACE)
         session = self._admin_sessions.open(sid, identity, self._event_bucket())
         self._schedule_expiry(session, namespace=ADMIN_NAMESPACE)
+
+    def _admit(
+        self, environ: dict[str, Any], identity: Identity, registry: Sessions, namespace: str
+    ) -> None:
+        """The last check before a session opens: the subject's session cap (C11). A stolen
+        token cannot open thousands of sessions, each with its own event budget."""
+        if len(registry.sids_of(identity.sub)) >= self._settings.max_sessions_per_subject:
+            self._refused(environ, "subject_cap", namespace, identity.sub)
+        state = connection_state(environ)
+        if state is None:  # _authenticate refused these already
+            self._refused(environ, "unguarded", namespace)
+        state.authenticate(identity.sub)
+        state.log("connected", namespace=namespace)
 
     async def _authenticate(
         self, environ: dict[str, Any], auth: object, *, namespace: str
@@ -70,8 +86,6 @@ class Lifecycle:
             self._refused(environ, "internal", namespace)
         if self._revocations.refuses(identity):
             self._refused(environ, "token_revoked", namespace, identity.sub)
-        state.authenticate(identity.sub)
-        state.log("connected", namespace=namespace)
         return identity
 
     def _refused(
@@ -95,10 +109,17 @@ class Lifecycle:
         return TokenBucket(rate=rate, burst=self._settings.event_burst) if rate > 0 else None
 
     async def disconnect(self, sid: str, reason: object = None) -> None:
-        self._sessions.close(sid)
+        self._closed(self._sessions, sid, "/")
 
     async def admin_disconnect(self, sid: str, reason: object = None) -> None:
-        self._admin_sessions.close(sid)
+        self._closed(self._admin_sessions, sid, ADMIN_NAMESPACE)
+
+    def _closed(self, registry: Sessions, sid: str, namespace: str) -> None:
+        if registry.close(sid) is None:
+            return
+        state = connection_state(self._sio.get_environ(sid, namespace) or {})
+        if state is not None:
+            state.namespace_closed()
 
     # ------------------------------------------------------------------ expiry
 
@@ -116,14 +137,18 @@ class Lifecycle:
         task.add_done_callback(self._tasks.discard)
 
     async def end(self, sid: str, code: str, namespace: str = "/") -> None:
-        """End a session: a notice with `code`, then the disconnect."""
+        """End a session: a notice with `code`, the Socket.IO disconnect, and then the
+        connection itself, whatever the client does with the notice."""
         registry = self._admin_sessions if namespace == ADMIN_NAMESPACE else self._sessions
         session = registry.get(sid)
         if session is None:
             return
         seclog.event("session_ended", reason=code, sub=session.identity.sub, namespace=namespace)
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, namespace)
         await self._sio.emit(code, error(code)["error"], to=sid, namespace=namespace)
         await self._sio.disconnect(sid, namespace=namespace)
+        if eio_sid is not None:
+            await self._sio.close_transport(eio_sid)
 
     async def reauth(self, ctx: Context, payload: Reauth) -> Ack:
         """Extend the session with a fresh token for the same subject."""
@@ -162,7 +187,11 @@ class Lifecycle:
         after a `revoked` notice."""
         self._revocations.revoke(payload.sub)
         sids = self._sessions.sids_of(payload.sub)
+        admin_sids = self._admin_sessions.sids_of(payload.sub)
         for sid in sids:
             await self.end(sid, "revoked")
-        seclog.event("revoked", sub=payload.sub, by=ctx.identity.sub, connections=len(sids))
-        return ok(sub=payload.sub, disconnected=len(sids))
+        for sid in admin_sids:
+            await self.end(sid, "revoked", ADMIN_NAMESPACE)
+        ended = len(sids) + len(admin_sids)
+        seclog.event("revoked", sub=payload.sub, by=ctx.identity.sub, connections=ended)
+        return ok(sub=payload.sub, disconnected=ended)

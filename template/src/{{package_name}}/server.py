@@ -14,11 +14,12 @@ from typing import Final
 import socketio
 import uvicorn
 
-from . import events, http11, keys, seclog, tls
+from . import events, http11, keys, seclog, tls, websocket
 from .auth import TokenVerifier
 from .dispatch import Router
 from .guard import Guard
 from .lifecycle import ADMIN_NAMESPACE, ADMIN_SCOPE, Lifecycle
+from .packets import GatedServer
 from .schemas import Reauth, Revoke
 from .sessions import Sessions
 from .settings import Settings
@@ -34,7 +35,8 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
         audience=settings.jwt_audience,
         leeway=settings.jwt_leeway_seconds,
     )
-    sio = socketio.AsyncServer(
+    # python-socketio's server with its packet handlers gated (see packets).
+    sio = GatedServer(
         async_mode="asgi",
         transports=["websocket"],
         allow_upgrades=False,
@@ -42,6 +44,10 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
         cors_allowed_origins=list(settings.cors_allowed_origins),
         cors_credentials=False,
         max_http_buffer_size=settings.max_message_bytes,
+        # Set here rather than left to the library's defaults: together they bound how
+        # long a half-open connection lingers.
+        ping_interval=settings.ping_interval_seconds,
+        ping_timeout=settings.ping_timeout_seconds,
         # Loggers pinned at WARNING (see seclog); passing them, rather than False, also
         # stops the libraries adding a stderr handler of their own.
         logger=seclog.pinned_logger("socketio.server"),
@@ -88,7 +94,14 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         loop="asyncio",
         # uvicorn's h11 protocol with a deadline for every request (C11; see http11).
         http=http11.protocol_class(settings.request_timeout_seconds),
-        ws="websockets-sansio",
+        # uvicorn's websockets protocol with frame, fragment and write-buffer limits (C11).
+        ws=websocket.protocol_class(
+            frame_rate=settings.max_frames_per_second,
+            frame_burst=2 * settings.max_frames_per_second,
+            send_buffer_bytes=settings.send_buffer_bytes,
+        ),
+        # Engine.IO's heartbeat watches the connection; websocket pings would only add frames.
+        ws_ping_interval=None,
         # uvicorn's own default is 16 MiB and applies before python-engineio's limit.
         ws_max_size=settings.max_message_bytes,
         # Compression invites decompression bombs and CRIME-style length leaks.
