@@ -290,3 +290,40 @@ def test_requests_within_the_deadline_are_served_on_a_kept_alive_connection(
             time.sleep(LIMITED["request_timeout_seconds"] / 2)
     assert all(sock is sockets[0] for sock in sockets)  # one connection, kept alive
     assert not request_timeouts(caplog)
+
+
+async def test_client_that_stops_reading_is_cut_off_and_others_are_served(
+    pki: Pki, signing: SigningKeys, make_token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C11: a member of a busy room that reads nothing is cut off once its unsent output
+    passes `send_buffer_bytes` (uvicorn would queue the room's messages for it without
+    bound); the sender and a bystander are served throughout."""
+    settings = make_settings(
+        pki,
+        signing,
+        events_per_second=10_000.0,
+        event_burst=10_000,
+        max_frames_per_second=10_000.0,
+        send_buffer_bytes=16 * 1024,
+    )
+    text = "x" * 2000
+    with live_server(settings, pki) as server:
+        async with (
+            raw_socketio(server, token=make_token(sub="stalled")) as stalled,
+            connected(server, make_token(sub="speaker")) as speaker,
+            connected(server, make_token(sub="bystander")) as bystander,
+        ):
+            assert (await raw_call(stalled, 1, "join", {"room": "busy"}))["ok"] is True
+            await speaker.call("join", {"room": "busy"}, timeout=5)
+            # From here on `stalled` reads nothing: websockets stops reading its socket
+            # once a few frames wait unread.
+            for sent in range(1, 5001):
+                await speaker.emit("message", {"room": "busy", "text": text})
+                if sent % 250 == 0:
+                    await asyncio.sleep(0)
+                    if "reason=slow_reader" in caplog.text:
+                        break
+            ack = await bystander.call("join", {"room": "lobby"}, timeout=5)
+            assert ack["ok"] is True
+            assert (await speaker.call("leave", {"room": "busy"}, timeout=5))["ok"] is True
+    assert "reason=slow_reader" in caplog.text

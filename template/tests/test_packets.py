@@ -6,6 +6,7 @@ it leaves a traceback. Raw websockets, so no client library tidies up what is se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 
@@ -88,10 +89,16 @@ async def test_undeclared_event_names_are_refused_and_the_session_stays_whole(
 async def test_a_disconnect_event_does_not_stop_the_expiry(
     gated: LiveServer, make_token: TokenFactory
 ) -> None:
-    """C06: the token's expiry still ends the connection after a `disconnect` event."""
+    """C06: the token's expiry still ends the session, with its notice, after a
+    `disconnect` event (which once cancelled the expiry timer with the session record)."""
+    frames: list[str | bytes] = []
     async with raw_socketio(gated, token=make_token(sub="expiring", ttl=2)) as ws:
         await ws.send('421["disconnect"]')
-        assert await closed_by_server(ws, 2 + SETTLE_SECONDS) is not None
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(2 + SETTLE_SECONDS):
+                while True:
+                    frames.append(await ws.recv())
+    assert any(str(frame).startswith('42["auth_expired"') for frame in frames), frames
 
 
 async def test_undeclared_events_are_paid_from_the_event_budget(
@@ -147,9 +154,11 @@ async def test_packets_outside_the_protocol_cut_the_connection_off(
     assert "Traceback" not in caplog.text
 
 
-async def test_binary_attachments_are_not_kept(gated: LiveServer, make_token: TokenFactory) -> None:
-    """C11: after an announced attachment the next frame is not swallowed as one: the
-    connection is already gone."""
+async def test_binary_attachments_are_not_kept(
+    gated: LiveServer, make_token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C11: the announcement of an attachment ends the connection; no binary frame after
+    it is kept (python-socketio kept them until the announced count arrived)."""
     async with raw_socketio(gated, token=make_token(sub="attacher")) as ws:
         await ws.send('451-["message",{"_placeholder":true,"num":0}]')
 
@@ -161,6 +170,7 @@ async def test_binary_attachments_are_not_kept(gated: LiveServer, make_token: To
 
         with pytest.raises(ConnectionClosed):
             await attach()
+    assert "reason=binary_refused" in caplog.text
 
 
 async def test_repeated_refused_connects_cut_the_connection_off(
@@ -180,3 +190,33 @@ async def test_repeated_refused_connects_cut_the_connection_off(
     closed = security_lines(caplog, "connection_closed")
     assert len(closed) == 1
     assert "reason=connect_refused_repeatedly" in closed[0]
+
+
+async def test_websocket_left_without_a_namespace_is_closed_at_the_connect_deadline(
+    gated: LiveServer, make_token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C11: a client that disconnects its last namespace (`41`) and keeps the websocket
+    is under the connect deadline again."""
+    async with raw_socketio(gated, token=make_token(sub="lingerer")) as ws:
+        await ws.send("41")
+        await closed_by_server(ws, 2.0 + SETTLE_SECONDS)
+    assert "reason=connect_timeout" in caplog.text
+
+
+async def test_engineio_heartbeat_closes_a_client_that_stops_answering(
+    pki: Pki, signing: SigningKeys, make_token: TokenFactory
+) -> None:
+    """C11: the Engine.IO ping interval and timeout are the service's settings: a client
+    that answers no ping is closed after their sum; one that answers stays."""
+    settings = make_settings(pki, signing, ping_interval_seconds=0.5, ping_timeout_seconds=0.5)
+    with live_server(settings, pki) as server:
+        async with raw_socketio(server, token=make_token(sub="silent")) as silent:
+            await closed_by_server(silent, 1.0 + SETTLE_SECONDS)
+        async with raw_socketio(server, token=make_token(sub="alive")) as alive:
+            answered = 0
+            while answered < 4:  # two seconds of pings: past interval + timeout
+                frame = await asyncio.wait_for(alive.recv(), SETTLE_SECONDS)
+                if frame == "2":
+                    await alive.send("3")
+                    answered += 1
+            assert (await raw_call(alive, 1, "join", {"room": "lobby"}))["ok"] is True

@@ -14,14 +14,17 @@ from live import (
     Pki,
     SigningKeys,
     TokenFactory,
+    closed_by_server,
     connected,
     live_server,
     make_settings,
+    raw_socketio,
     refused,
 )
 
 SHORT_TTL = 2  # seconds; the server's leeway does not extend a live session
 ADMIN = "admin:revoke"
+CLOSE_SECONDS = 1.0  # the time a client has to answer the server's close frame
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +134,52 @@ async def test_events_of_the_main_namespace_are_not_served_on_admin(
         ack = await admin.call("join", {"room": "lobby"}, namespace="/admin", timeout=5)
         assert ack["error"]["code"] == "unknown_event"
     assert await refused(roomy, make_token(), namespace="/anything") == "Unable to connect"
+
+
+# ---------------------------------------------------------------- the end of a session
+
+
+async def test_expired_session_closes_the_websocket_whatever_the_client_does(
+    roomy: LiveServer, make_token: TokenFactory
+) -> None:
+    """C06: a raw client that ignores the notice and the Socket.IO DISCONNECT still loses
+    its websocket (it kept it, answering pings, and received its rooms' broadcasts)."""
+    async with raw_socketio(roomy, token=make_token(sub="ignorer", ttl=SHORT_TTL)) as ws:
+        started = time.monotonic()
+        await closed_by_server(ws, SHORT_TTL + CLOSE_SECONDS + 3)
+        assert time.monotonic() - started < SHORT_TTL + CLOSE_SECONDS + 2
+
+
+async def test_revoke_closes_the_websockets_and_admin_sessions_of_the_subject(
+    roomy: LiveServer, make_token: TokenFactory
+) -> None:
+    """C07: revocation closes the subject's websockets, and its `/admin` sessions too."""
+    async with (
+        raw_socketio(roomy, token=make_token(sub="mallory")) as ws,
+        connected(roomy, make_token(sub="mallory", scope=ADMIN), namespace="/admin") as own,
+        connected(roomy, make_token(sub="ops", scope=ADMIN), namespace="/admin") as admin,
+    ):
+        own_notices = Notices(own, "revoked", namespace="/admin")
+        ack = await admin.call("revoke", {"sub": "mallory"}, namespace="/admin", timeout=5)
+        assert ack == {"ok": True, "sub": "mallory", "disconnected": 2}
+        await closed_by_server(ws, CLOSE_SECONDS + 3)
+        await own_notices.wait_disconnected(CLOSE_SECONDS + 3)
+        assert own_notices.order == ["revoked", "disconnect"]
+
+
+async def test_sessions_per_subject_are_capped(
+    pki: Pki, signing: SigningKeys, make_token: TokenFactory
+) -> None:
+    """C11: one subject's sessions are bounded (a stolen token cannot open thousands, each
+    with an event budget of its own); other subjects are unaffected."""
+    settings = make_settings(pki, signing, max_sessions_per_subject=2)
+    with live_server(settings, pki) as server:
+        async with (
+            connected(server, make_token(sub="erin")),
+            connected(server, make_token(sub="erin")),
+        ):
+            assert await refused(server, make_token(sub="erin")) == "unauthorized"
+            async with connected(server, make_token(sub="frank")) as frank:
+                assert (await frank.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
+        async with connected(server, make_token(sub="erin")) as erin:
+            assert (await erin.call("join", {"room": "lobby"}, timeout=5))["ok"] is True

@@ -4,6 +4,7 @@ request cannot be upgraded either."""
 from __future__ import annotations
 
 import http.client
+import socket
 
 import pytest
 
@@ -72,3 +73,41 @@ def test_http_responses_carry_security_headers(server: LiveServer, path: str, st
     assert headers["cache-control"] == "no-store"
     assert headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
     assert "server" not in headers
+
+
+UPGRADE = (
+    b"Host: localhost\r\nOrigin: https://app.example.test\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        ("EIO=3&transport=websocket", UPGRADE + b"Sec-WebSocket-Version: 13\r\n"),
+        ("EIO=5&transport=websocket", UPGRADE + b"Sec-WebSocket-Version: 13\r\n"),
+        ("EIO=4&transport=websocket", UPGRADE + b"Sec-WebSocket-Version: 8\r\n"),
+        ("EIO=4&transport=websocket", UPGRADE.replace(b"Sec-WebSocket-Key", b"X-Key")),
+    ],
+    ids=["eio3", "eio5", "websocket-version-8", "no-websocket-key"],
+)
+def test_upgrades_refused_below_the_application_carry_the_security_headers(
+    server: LiveServer, query: str, headers: bytes
+) -> None:
+    """C20: refusals written by the servers themselves (uvicorn's 403 when python-engineio
+    closes an upgrade it does not accept, websockets' 400 and 426 for a bad handshake)
+    carry the same headers as the application's, and end the connection."""
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+        server.pki.client_context().wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(f"GET /socket.io/?{query} HTTP/1.1\r\n".encode() + headers + b"\r\n")
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
+    status = int(head.split()[1])
+    assert 400 <= status < 500
+    assert "x-content-type-options: nosniff" in head
+    assert "content-security-policy: default-src 'none'; frame-ancestors 'none'" in head
+    assert "strict-transport-security: max-age=" in head
