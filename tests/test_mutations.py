@@ -440,6 +440,97 @@ MUTATIONS = [
         ),
     ),
     Mutation(
+        "C20",
+        "request-framed-two-ways-served",
+        "http11.py",
+        (('if b"content-length" in names and b"transfer-encoding" in names:', "if False:"),),
+        "tests/test_transport.py -k ambiguous",
+        (
+            "test_ambiguous_or_malformed_requests_get_one_400_and_a_closed_connection[cl-and-te]",
+            "test_ambiguous_or_malformed_requests_get_one_400_and_a_closed_connection[te-and-cl]",
+        ),
+    ),
+    Mutation(
+        "C20",
+        "bad-request-without-headers",
+        "http11.py",
+        (("            *SECURITY_HEADERS,\n", ""),),
+        "tests/test_transport.py -k ambiguous",
+        (
+            "test_ambiguous_or_malformed_requests_get_one_400_and_a_closed_connection"
+            "[bad-request-line]",
+        ),
+    ),
+    Mutation(
+        "C05",
+        "token-lifetime-unbounded",
+        "auth.py",
+        (("if identity.expires_at - identity.issued_at > self._max_lifetime:", "if False:"),),
+        "tests/test_auth.py -k longer_than",
+        ("test_token_living_longer_than_the_maximum_is_refused",),
+    ),
+    Mutation(
+        "C05",
+        "token-type-not-checked",
+        "auth.py",
+        (("if self._required_type is not None and", "if False and"),),
+        "tests/test_auth.py -k type_is_required",
+        ("test_token_of_another_type_is_refused_when_a_type_is_required",),
+    ),
+    Mutation(
+        "C06",
+        "session-lifetime-unbounded",
+        "lifecycle.py",
+        (
+            (
+                "session.opened_at + self._settings.max_session_seconds",
+                'float("inf")',
+            ),
+        ),
+        "tests/test_sessions.py -k absolute",
+        ("test_reauth_cannot_extend_a_session_past_its_absolute_lifetime",),
+    ),
+    Mutation(
+        "C06",
+        "idle-timeout-ignored",
+        "lifecycle.py",
+        (("        if timeout > 0:\n", "        if False:\n"),),
+        "tests/test_sessions.py -k idle",
+        ("test_idle_session_ends_with_a_notice_and_an_active_one_stays",),
+    ),
+    Mutation(
+        "C07",
+        "revocation-ttl-unchecked",
+        "posture.py",
+        (
+            (
+                "if settings.revocation_ttl_seconds < settings.max_token_lifetime_seconds:",
+                "if False:",
+            ),
+        ),
+        "tests/test_startup.py -k revocation_ttl",
+        ("test_production_server_refuses_to_start_on_insecure_setting",),
+    ),
+    Mutation(
+        "C11",
+        "no-accept-caps",
+        "listener.py",
+        (("reason = self.caps.admit(client)", "reason = None"),),
+        "tests/test_limits.py -k at_accept",
+        (
+            "test_connections_that_never_upgrade_are_capped_per_address_at_accept",
+            "test_new_connections_per_address_are_rate_limited_at_accept",
+        ),
+    ),
+    Mutation(
+        "C11",
+        "descriptor-exhaustion-left-to-asyncio",
+        "listener.py",
+        (("if exc.errno not in _EXHAUSTED:", "if True:"),),
+        "tests/test_cli.py -k descriptors",
+        ("test_running_out_of_descriptors_is_one_line_per_interval_and_recovers",),
+    ),
+    Mutation(
         "C11",
         "pings-not-counted",
         "websocket.py",

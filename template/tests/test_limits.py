@@ -327,3 +327,63 @@ async def test_client_that_stops_reading_is_cut_off_and_others_are_served(
             assert ack["ok"] is True
             assert (await speaker.call("leave", {"room": "busy"}, timeout=5))["ok"] is True
     assert "reason=slow_reader" in caplog.text
+
+
+def silent_tcp(server: LiveServer, address: str) -> socket.socket:
+    """A TCP connection from `address` that never sends a byte (no ClientHello)."""
+    sock = socket.socket()
+    sock.bind((address, 0))
+    sock.connect(("127.0.0.1", server.port))
+    return sock
+
+
+def refused_at_once(socks: list[socket.socket]) -> list[bool]:
+    """Which of `socks` the server closed within a short wait, rather than holding them."""
+    time.sleep(0.3)
+    readable, _, _ = select.select(socks, [], [], 0)
+    closed = []
+    for sock in socks:
+        try:
+            closed.append(sock in readable and sock.recv(1) == b"")
+        except ConnectionResetError:
+            closed.append(True)
+    return closed
+
+
+async def test_connections_that_never_upgrade_are_capped_per_address_at_accept(
+    limited: LiveServer, make_token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C11: one address cannot hold the server's descriptors with connections that never
+    send a ClientHello (uvicorn held each until its deadline, with no cap): past twice the
+    websocket cap they are closed as they are accepted; another address gets in."""
+    cap = 2 * int(LIMITED["max_connections_per_address"])
+    held = [silent_tcp(limited, "127.0.0.9") for _ in range(cap + 4)]
+    try:
+        assert refused_at_once(held) == [False] * cap + [True] * 4
+        async with raw_socketio(limited, token=make_token(), local_address="127.0.0.10") as ws:
+            assert (await raw_call(ws, 1, "join", {"room": "lobby"}))["ok"] is True
+    finally:
+        for sock in held:
+            sock.close()
+    refusals = [line for line in caplog.text.splitlines() if "reason=address_cap" in line]
+    assert len(refusals) == 1  # one line per interval, not one per connection
+    assert "client=127.0.0.9" in refusals[0]
+
+
+def test_new_connections_per_address_are_rate_limited_at_accept(
+    pki: Pki, signing: SigningKeys
+) -> None:
+    """C11: each TLS handshake costs the server CPU: new connections from one address are
+    paid from a bucket (here 2 a second, bursts of 4); other addresses are not charged."""
+    settings = make_settings(pki, signing, connections_per_second_per_address=2.0)
+    with live_server(settings, pki) as server:
+        burst = [silent_tcp(server, "127.0.0.11") for _ in range(8)]
+        other = silent_tcp(server, "127.0.0.12")
+        try:
+            refused = refused_at_once([*burst, other])
+        finally:
+            for sock in [*burst, other]:
+                sock.close()
+        assert refused[:4] == [False] * 4
+        assert refused[-2] is True  # the burst is spent, whatever refilled meanwhile
+        assert refused[-1] is False

@@ -47,7 +47,7 @@ async def test_attack_session_is_logged_without_secrets(
         "connection_refused reason=origin_refused",
         "connection_closed reason=connect_timeout",
         "rate_limited sub=alice",
-        "forbidden sub=alice event=message",
+        "event_refused reason=forbidden sub=alice",
         "reauth_refused reason=token_expired sub=alice",
         "revoked sub=alice by=ops connections=1",
         "session_ended reason=revoked sub=alice",
@@ -98,3 +98,33 @@ async def attacks(
         notices = Notices(victim, "revoked")
         await ops.call("revoke", {"sub": "alice"}, namespace="/admin", timeout=5)
         await notices.wait_disconnected(5)
+
+
+async def test_every_refused_event_has_a_line_with_the_connection_id(
+    server: LiveServer, make_token: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C13 (ASVS 16): refused payloads, rooms not joined, missing scopes and unknown events
+    each leave one line; every line of the connection carries its `conn=` number."""
+    caplog.set_level(logging.INFO, logger="security")
+    async with connected(server, make_token(sub="logged", scope="rooms:join")) as client:
+        calls = [
+            ("join", {"room": "Not A Room"}),
+            ("leave", {"room": "lobby"}),
+            ("message", {"room": "lobby", "text": "hi"}),
+            ("no-such-event", {}),
+        ]
+        for event, payload in calls:
+            assert (await client.call(event, payload, timeout=5))["ok"] is False
+    lines = [r.getMessage() for r in caplog.records if r.name == "security"]
+    connected_line = next(line for line in lines if line.startswith("connected sub=logged"))
+    conn = next(part for part in connected_line.split() if part.startswith("conn="))
+    refused = [line for line in lines if line.startswith("event_refused")]
+    reasons = [line.split()[1] for line in refused]
+    assert reasons == [
+        "reason=invalid_payload",
+        "reason=not_member",
+        "reason=forbidden",
+        "reason=unknown_event",
+    ]
+    assert all(f" {conn} " in line for line in refused), (conn, refused)
+    assert all("Not A Room" not in line and "hi" not in line.split() for line in lines)

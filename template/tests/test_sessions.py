@@ -3,6 +3,7 @@ an admin can cut a subject off at once."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -183,3 +184,43 @@ async def test_sessions_per_subject_are_capped(
                 assert (await frank.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
         async with connected(server, make_token(sub="erin")) as erin:
             assert (await erin.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
+
+
+# ---------------------------------------------------------------- session lifetime
+
+
+async def test_reauth_cannot_extend_a_session_past_its_absolute_lifetime(
+    pki: Pki, signing: SigningKeys, make_token: TokenFactory
+) -> None:
+    """C06 (ASVS 7.3): `max_session_seconds` after it opened a session ends, however
+    fresh the tokens it was renewed with."""
+    settings = make_settings(pki, signing, max_session_seconds=SHORT_TTL)
+    with live_server(settings, pki) as server:
+        async with connected(server, make_token(sub="renewer", ttl=300)) as client:
+            notices = Notices(client, "auth_expired")
+            ack = await client.call("reauth", {"token": make_token(sub="renewer")}, timeout=5)
+            assert ack["ok"] is True
+            assert ack["expires_at"] <= time.time() + SHORT_TTL
+            await notices.wait_disconnected(SHORT_TTL + CLOSE_SECONDS + 3)
+            assert notices.order == ["auth_expired", "disconnect"]
+
+
+async def test_idle_session_ends_with_a_notice_and_an_active_one_stays(
+    pki: Pki, signing: SigningKeys, make_token: TokenFactory
+) -> None:
+    """C06 (ASVS 7.3): with `idle_timeout_seconds`, a session that sends no event for that
+    long ends with an `idle_timeout` notice; one that keeps sending stays."""
+    settings = make_settings(pki, signing, idle_timeout_seconds=1.0)
+    with live_server(settings, pki) as server:
+        async with (
+            connected(server, make_token(sub="idler")) as idler,
+            connected(server, make_token(sub="worker")) as worker,
+        ):
+            idle = Notices(idler, "idle_timeout")
+            busy = Notices(worker, "idle_timeout")
+            for _ in range(6):  # 2.4 s of events, each well within the timeout
+                assert (await worker.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
+                await asyncio.sleep(0.4)
+            await idle.wait_disconnected(CLOSE_SECONDS + 3)
+            assert idle.order == ["idle_timeout", "disconnect"]
+            assert busy.order == []

@@ -111,3 +111,54 @@ def test_upgrades_refused_below_the_application_carry_the_security_headers(
     assert "x-content-type-options: nosniff" in head
     assert "content-security-policy: default-src 'none'; frame-ancestors 'none'" in head
     assert "strict-transport-security: max-age=" in head
+
+
+PIPELINED = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
+        b"content-length: 0\r\n\r\n0\r\n\r\n",
+        b"POST /healthz HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n"
+        b"Content-Length: 2\r\n\r\nxx",
+        b"POST /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: local\x00host\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nBad Header: x\r\n\r\n",
+        b"GET  /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"\x16\x03\x01\x00\x05hello\r\n\r\n",
+    ],
+    ids=[
+        "cl-and-te",
+        "te-and-cl",
+        "conflicting-cl",
+        "te-not-chunked-last",
+        "nul-in-header",
+        "space-in-name",
+        "bad-request-line",
+        "binary",
+    ],
+)
+def test_ambiguous_or_malformed_requests_get_one_400_and_a_closed_connection(
+    server: LiveServer, request_bytes: bytes
+) -> None:
+    """C20/C21, RFC 9112 6.1: a request framed two ways (request smuggling) or not framed
+    at all is answered 400 with the security headers, and the connection is closed: the
+    request pipelined behind it is never served. (h11 unfolds obsolete line folding, as
+    RFC 9112 5.2 allows.)"""
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+        server.pki.client_context().wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(request_bytes + PIPELINED)
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 ") == 1, answer
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
+    assert head.startswith("http/1.1 400 ")
+    assert "x-content-type-options: nosniff" in head
+    assert "content-security-policy: default-src 'none'; frame-ancestors 'none'" in head

@@ -62,11 +62,22 @@ _DECODE_ERRORS: Final[tuple[tuple[type[jwt.InvalidTokenError], str], ...]] = (
 
 
 class TokenVerifier:
-    def __init__(self, *, keys: KeySource, issuer: str, audience: str, leeway: int) -> None:
+    def __init__(
+        self,
+        *,
+        keys: KeySource,
+        issuer: str,
+        audience: str,
+        leeway: int,
+        max_lifetime: float = float("inf"),
+        required_type: str | None = None,
+    ) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
+        self._max_lifetime = max_lifetime
+        self._required_type = _media_type(required_type) if required_type else None
 
     async def verify_auth(self, auth: object) -> Identity:
         """Verify a CONNECT `auth` payload, which must be exactly `{"token": "<jwt>"}`."""
@@ -84,6 +95,12 @@ class TokenVerifier:
             raise AuthError("token_algorithm")
         if KEY_REFERENCE_HEADERS & header.keys():
             raise AuthError("token_key_reference")
+        # RFC 8725 3.11: a token of another kind (an ID token of the same issuer, say) is
+        # not an access token, even with a valid signature and audience.
+        if self._required_type is not None and _media_type(header.get("typ")) != (
+            self._required_type
+        ):
+            raise AuthError("token_type")
         try:
             key = await self._keys.key_for(header)
         except UnknownKeyError:
@@ -100,7 +117,20 @@ class TokenVerifier:
             )
         except jwt.InvalidTokenError as exc:
             raise AuthError(_reason(exc)) from None
-        return _identity(claims)
+        identity = _identity(claims)
+        if identity.expires_at - identity.issued_at > self._max_lifetime:
+            # A long-lived token is a long-lived credential to steal (ASVS 7.3).
+            raise AuthError("token_lifetime")
+        return identity
+
+
+def _media_type(value: object) -> str | None:
+    """A `typ` header as a media type, RFC 7515 4.1.9: case-insensitive, and
+    `application/` may be left out."""
+    if not isinstance(value, str):
+        return None
+    lowered = value.lower()
+    return lowered.removeprefix("application/")
 
 
 def _unverified_header(token: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ ERROR_MESSAGES: Final = {
     "auth_expired": "the session's token has expired",
     "revoked": "the session was revoked",
     "unknown_event": "this service has no such event",
+    "idle_timeout": "the session was idle too long",
     "internal": "internal error",
 }
 _log = logging.getLogger(__name__)
@@ -87,17 +88,23 @@ class Router:
         session = self._sessions.get(sid)
         if session is None:
             return error("forbidden")
+        session.last_event = time.monotonic()
         if not self._within_budget(session, "-"):
             return error("rate_limited")
-        # One line per refused event, within the session's event budget.
+        return self._refused(session, event, "unknown_event")
+
+    def _refused(self, session: Session, event: str, code: str) -> Ack:
+        """The error ack `code`, and its line in the security log (one per refused event:
+        the event budget bounds them)."""
         seclog.event(
             "event_refused",
             level=logging.WARNING,
-            reason="unknown_event",
+            reason=code,
             sub=session.identity.sub,
+            conn=session.conn,
             event=event,
         )
-        return error("unknown_event")
+        return error(code)
 
     def on(self, event: str, schema: type[P], handler: Handler[P], *, scope: str | None) -> None:
         async def dispatch(sid: str, *args: object) -> Ack:
@@ -121,6 +128,7 @@ class Router:
         session = self._sessions.get(sid)
         if session is None:
             return error("forbidden")
+        session.last_event = time.monotonic()
         if session.identity.expires_at <= time.time():
             # The expiry timer ends the session; this covers events racing it.
             self._end(sid, "auth_expired")
@@ -128,16 +136,18 @@ class Router:
         if not self._within_budget(session, event):
             return error("rate_limited")
         if scope is not None and scope not in session.identity.scopes:
-            seclog.event("forbidden", level=logging.WARNING, sub=session.identity.sub, event=event)
-            return error("forbidden")
+            return self._refused(session, event, "forbidden")
         if len(args) != 1:
-            return error("invalid_payload")
+            return self._refused(session, event, "invalid_payload")
         try:
             payload = schema.model_validate(args[0])
         except ValidationError:
-            return error("invalid_payload")
+            return self._refused(session, event, "invalid_payload")
         context = Context(sid=sid, identity=session.identity, rooms=session.rooms)
-        return await handler(context, payload)
+        ack = await handler(context, payload)
+        if not ack.get("ok"):
+            self._refused(session, event, str(ack.get("error", {}).get("code")))
+        return ack
 
     def _within_budget(self, session: Session, event: str) -> bool:
         if session.events is None or session.events.take():
@@ -146,7 +156,11 @@ class Router:
         session.strikes += 1
         if session.strikes == 1:
             seclog.event(
-                "rate_limited", level=logging.WARNING, sub=session.identity.sub, event=event
+                "rate_limited",
+                level=logging.WARNING,
+                sub=session.identity.sub,
+                conn=session.conn,
+                event=event,
             )
         if session.strikes == self._strikes:
             self._end(session.sid, "rate_limited")

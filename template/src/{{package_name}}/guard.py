@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,10 +17,18 @@ from typing import Any, Final
 from . import seclog
 from .limits import ConnectionCaps
 from .settings import Settings
-from .web import ASGIApp, Message, Receive, Scope, Send, deny_websocket, with_security_headers
-from .websocket import ABORT_KEY
+from .web import (
+    ABORT_KEY,
+    STATE_KEY,
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    deny_websocket,
+    with_security_headers,
+)
 
-STATE_KEY: Final = "guard.state"
 CLOSE_POLICY: Final = 1008
 CLOSE_PROTOCOL_ERROR: Final = 1002
 REFUSAL_STATUS: Final = {
@@ -36,6 +45,7 @@ class ConnectionState:
 
     address: str
     origin: str | None
+    id: int = 0  # the connection's number in the security log (`conn=`)
     sub: str | None = None
     closed: bool = False
     namespaces: int = 0  # connected Socket.IO namespaces
@@ -88,7 +98,12 @@ class ConnectionState:
     ) -> None:
         """One security-log line about this connection: reason, subject, client, origin."""
         fields: dict[str, object] = {"reason": reason} if reason else {}
-        fields |= {"sub": sub or self.sub, "client": self.address, "origin": self.origin}
+        fields |= {
+            "sub": sub or self.sub,
+            "conn": self.id,
+            "client": self.address,
+            "origin": self.origin,
+        }
         fields |= {name: value for name, value in detail.items() if value is not None}
         seclog.event(event, level=level, **fields)
 
@@ -120,6 +135,7 @@ class Guard:
             total=settings.max_connections, per_address=settings.max_connections_per_address
         )
         self._deadlines = _Deadlines(settings.connect_timeout_seconds)
+        self._ids = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The one place the C20 headers are added: every HTTP response, python-engineio's
@@ -128,7 +144,9 @@ class Guard:
         if scope["type"] != "websocket":
             await self._app(scope, receive, send)
             return
-        state = ConnectionState(address=peer_address(scope), origin=_origin(scope))
+        state = ConnectionState(
+            address=peer_address(scope), origin=_origin(scope), id=next(self._ids)
+        )
         reason = self._origin_refusal(state.origin) or self._caps.acquire(state.address)
         if reason is not None:
             state.log("connection_refused", level=logging.WARNING, reason=reason)

@@ -45,23 +45,26 @@ class Lifecycle:
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         identity = await self._authenticate(environ, auth, namespace="/")
-        self._admit(environ, identity, self._sessions, "/")
-        session = self._sessions.open(sid, identity, self._event_bucket())
+        conn = self._admit(environ, identity, self._sessions, "/")
+        session = self._sessions.open(sid, identity, self._event_bucket(), conn)
         self._schedule_expiry(session)
+        self._schedule_idle(session)
 
     async def admin_connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         identity = await self._authenticate(environ, auth, namespace=ADMIN_NAMESPACE)
         if ADMIN_SCOPE not in identity.scopes:
             self._refused(environ, "admin_scope_missing", ADMIN_NAMESPACE, identity.sub)
-        self._admit(environ, identity, self._admin_sessions, ADMIN_NAMESPACE)
-        session = self._admin_sessions.open(sid, identity, self._event_bucket())
+        conn = self._admit(environ, identity, self._admin_sessions, ADMIN_NAMESPACE)
+        session = self._admin_sessions.open(sid, identity, self._event_bucket(), conn)
         self._schedule_expiry(session, namespace=ADMIN_NAMESPACE)
+        self._schedule_idle(session, namespace=ADMIN_NAMESPACE)
 
     def _admit(
         self, environ: dict[str, Any], identity: Identity, registry: Sessions, namespace: str
-    ) -> None:
+    ) -> int:
         """The last check before a session opens: the subject's session cap (C11). A stolen
-        token cannot open thousands of sessions, each with its own event budget."""
+        token cannot open thousands of sessions, each with its own event budget. Returns
+        the connection's number in the security log."""
         if len(registry.sids_of(identity.sub)) >= self._settings.max_sessions_per_subject:
             self._refused(environ, "subject_cap", namespace, identity.sub)
         state = connection_state(environ)
@@ -69,6 +72,7 @@ class Lifecycle:
             self._refused(environ, "unguarded", namespace)
         state.authenticate(identity.sub)
         state.log("connected", namespace=namespace)
+        return state.id
 
     async def _authenticate(
         self, environ: dict[str, Any], auth: object, *, namespace: str
@@ -123,16 +127,38 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ expiry
 
+    def _ends_at(self, session: Session) -> float:
+        """When the session ends: its token's expiry, and never later than
+        `max_session_seconds` after it opened, however often it was renewed."""
+        return min(
+            session.identity.expires_at, session.opened_at + self._settings.max_session_seconds
+        )
+
     def _schedule_expiry(self, session: Session, namespace: str = "/") -> None:
         if session.expiry is not None:
             session.expiry.cancel()
-        delay = max(0.0, session.identity.expires_at - time.time())
+        delay = max(0.0, self._ends_at(session) - time.time())
         session.expiry = asyncio.get_running_loop().call_later(
-            delay, self._expire, session.sid, namespace
+            delay, self._end_later, session.sid, "auth_expired", namespace
         )
 
-    def _expire(self, sid: str, namespace: str) -> None:
-        task = asyncio.get_running_loop().create_task(self.end(sid, "auth_expired", namespace))
+    def _schedule_idle(self, session: Session, namespace: str = "/", delay: float = 0.0) -> None:
+        timeout = self._settings.idle_timeout_seconds
+        if timeout > 0:
+            session.idle = asyncio.get_running_loop().call_later(
+                delay or timeout, self._check_idle, session, namespace
+            )
+
+    def _check_idle(self, session: Session, namespace: str) -> None:
+        # One timer per session, re-armed for what is left rather than on every event.
+        left = session.last_event + self._settings.idle_timeout_seconds - time.monotonic()
+        if left > 0:
+            self._schedule_idle(session, namespace, delay=left)
+        else:
+            self._end_later(session.sid, "idle_timeout", namespace)
+
+    def _end_later(self, sid: str, code: str, namespace: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.end(sid, code, namespace))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -143,7 +169,13 @@ class Lifecycle:
         session = registry.get(sid)
         if session is None:
             return
-        seclog.event("session_ended", reason=code, sub=session.identity.sub, namespace=namespace)
+        seclog.event(
+            "session_ended",
+            reason=code,
+            sub=session.identity.sub,
+            conn=session.conn,
+            namespace=namespace,
+        )
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, namespace)
         await self._sio.emit(code, error(code)["error"], to=sid, namespace=namespace)
         await self._sio.disconnect(sid, namespace=namespace)
@@ -159,12 +191,20 @@ class Lifecycle:
             identity = await self._verifier.verify(payload.token)
         except AuthError as exc:
             seclog.event(
-                "reauth_refused", level=logging.WARNING, reason=exc.reason, sub=ctx.identity.sub
+                "reauth_refused",
+                level=logging.WARNING,
+                reason=exc.reason,
+                sub=ctx.identity.sub,
+                conn=session.conn,
             )
             return error("forbidden")
         if self._revocations.refuses(identity):
             seclog.event(
-                "reauth_refused", level=logging.WARNING, reason="token_revoked", sub=identity.sub
+                "reauth_refused",
+                level=logging.WARNING,
+                reason="token_revoked",
+                sub=identity.sub,
+                conn=session.conn,
             )
             return error("forbidden")
         if identity.sub != session.identity.sub:
@@ -173,12 +213,13 @@ class Lifecycle:
                 level=logging.WARNING,
                 reason="subject_changed",
                 sub=ctx.identity.sub,
+                conn=session.conn,
             )
             return error("forbidden")
         session.identity = identity
         self._schedule_expiry(session)
-        seclog.event("reauthenticated", sub=identity.sub)
-        return ok(expires_at=identity.expires_at)
+        seclog.event("reauthenticated", sub=identity.sub, conn=session.conn)
+        return ok(expires_at=self._ends_at(session))
 
     # ------------------------------------------------------------------ revocation
 

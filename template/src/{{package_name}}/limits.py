@@ -4,8 +4,9 @@ anything, so every bound a flood could push against lives here."""
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from typing import Final
 
 
 @dataclass(slots=True)
@@ -50,3 +51,56 @@ class ConnectionCaps:
         self._open[address] -= 1
         if self._open[address] <= 0:
             del self._open[address]
+
+
+class AcceptCaps:
+    """TCP connections as they are accepted (see listener.py): open ones per client address
+    and in total, and new ones per address, paid from a token bucket. `exempt` addresses
+    (the configured proxies) are capped in total only."""
+
+    # Buckets of addresses seen recently; the oldest are forgotten past this many.
+    MAX_TRACKED: Final = 100_000
+
+    def __init__(
+        self,
+        *,
+        total: int,
+        per_address: int,
+        rate: float,
+        burst: float,
+        exempt: frozenset[str] = frozenset(),
+    ) -> None:
+        self._total, self._per_address = total, per_address
+        self._rate, self._burst, self._exempt = rate, burst, exempt
+        self._open: Counter[str] = Counter()
+        self._count = 0
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def admit(self, address: str) -> str | None:
+        """Count a new connection from `address`; the reason it is refused, if it is."""
+        if self._count >= self._total:
+            return "total_cap"
+        if address not in self._exempt:
+            if self._open[address] >= self._per_address:
+                return "address_cap"
+            if not self._bucket(address).take():
+                return "address_rate"
+        self._open[address] += 1
+        self._count += 1
+        return None
+
+    def release(self, address: str) -> None:
+        self._count -= 1
+        self._open[address] -= 1
+        if self._open[address] <= 0:
+            del self._open[address]
+
+    def _bucket(self, address: str) -> TokenBucket:
+        bucket = self._buckets.get(address)
+        if bucket is None:
+            bucket = self._buckets[address] = TokenBucket(rate=self._rate, burst=self._burst)
+            if len(self._buckets) > self.MAX_TRACKED:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(address)
+        return bucket

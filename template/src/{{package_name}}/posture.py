@@ -47,6 +47,15 @@ def findings(settings: Settings) -> list[Finding]:
                 f"must be between {MIN_MESSAGE_BYTES} and {MAX_MESSAGE_BYTES}",
             )
         )
+    if settings.revocation_ttl_seconds < settings.max_token_lifetime_seconds:
+        found.append(
+            Finding(
+                "revocation_ttl_too_short",
+                "revocation_ttl_seconds",
+                "must be at least MAX_TOKEN_LIFETIME_SECONDS: a revoked token would be "
+                "accepted again before it expires",
+            )
+        )
     if settings.is_production and settings.events_per_second == 0:
         found.append(Finding("rate_limits_off", "events_per_second", "event rate limiting is off"))
     if "*" in settings.forwarded_allow_ips:

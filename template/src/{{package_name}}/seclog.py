@@ -7,6 +7,7 @@ origin. They never carry a token, an `auth` payload or a message body.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Final
 
 LOGGER: Final = logging.getLogger("security")
@@ -15,6 +16,18 @@ LOGGER: Final = logging.getLogger("security")
 def event(name: str, *, level: int = logging.INFO, **fields: object) -> None:
     parts = " ".join(f"{key}={_clean(value)}" for key, value in fields.items())
     LOGGER.log(level, "%s %s", name, parts)
+
+
+class UTCFormatter(logging.Formatter):
+    """Timestamps in UTC with an explicit offset (ASVS 16): `2026-11-30T05:02:16.123+00:00`,
+    comparable across hosts and time zones."""
+
+    converter = staticmethod(time.gmtime)
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03d+00:00"
+
+
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def _clean(value: object) -> str:

@@ -14,11 +14,12 @@ from typing import Final
 import socketio
 import uvicorn
 
-from . import events, http11, keys, seclog, tls, websocket
+from . import events, http11, keys, listener, seclog, tls, websocket
 from .auth import TokenVerifier
 from .dispatch import Router
 from .guard import Guard
 from .lifecycle import ADMIN_NAMESPACE, ADMIN_SCOPE, Lifecycle
+from .limits import AcceptCaps
 from .packets import GatedServer
 from .schemas import Reauth, Revoke
 from .sessions import Sessions
@@ -34,6 +35,8 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway=settings.jwt_leeway_seconds,
+        max_lifetime=settings.max_token_lifetime_seconds,
+        required_type=settings.jwt_required_type,
     )
     # python-socketio's server with its packet handlers gated (see packets).
     sio = GatedServer(
@@ -116,3 +119,18 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
+
+
+def listen(settings: Settings, *, port: int | None = None) -> listener.Listener:
+    """The server's listening socket, with its accept-time caps (C11). TCP connections are
+    capped at twice the websocket caps: room for connections still in their TLS handshake
+    or upgrade request, while the guard answers the websockets over its caps with a 429 or
+    503 and the security headers."""
+    caps = AcceptCaps(
+        total=2 * settings.max_connections,
+        per_address=2 * settings.max_connections_per_address,
+        rate=settings.connections_per_second_per_address,
+        burst=2 * settings.connections_per_second_per_address,
+        exempt=frozenset(settings.forwarded_allow_ips),
+    )
+    return listener.bind(settings.host, settings.port if port is None else port, caps)

@@ -22,7 +22,11 @@ class Session:
     identity: Identity
     events: TokenBucket | None
     strikes: int = 0
+    conn: int = 0  # the connection's number in the security log
+    opened_at: float = field(default_factory=time.time)
+    last_event: float = field(default_factory=time.monotonic)
     expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
+    idle: asyncio.TimerHandle | None = field(default=None, repr=False)
     # Rooms joined through the event handlers. The Socket.IO server knows them too, but
     # asking it (`sio.rooms(sid)`) scans every room of the namespace, one per connection.
     rooms: set[str] = field(default_factory=set, repr=False)
@@ -55,8 +59,10 @@ class Sessions:
         self._by_sid: dict[str, Session] = {}
         self._by_sub: defaultdict[str, set[str]] = defaultdict(set)
 
-    def open(self, sid: str, identity: Identity, events: TokenBucket | None) -> Session:
-        session = Session(sid=sid, identity=identity, events=events)
+    def open(
+        self, sid: str, identity: Identity, events: TokenBucket | None, conn: int = 0
+    ) -> Session:
+        session = Session(sid=sid, identity=identity, events=events, conn=conn)
         self._by_sid[sid] = session
         self._by_sub[identity.sub].add(sid)
         return session
@@ -67,8 +73,9 @@ class Sessions:
     def close(self, sid: str) -> Session | None:
         session = self._by_sid.pop(sid, None)
         if session is not None:
-            if session.expiry is not None:
-                session.expiry.cancel()
+            for timer in (session.expiry, session.idle):
+                if timer is not None:
+                    timer.cancel()
             sids = self._by_sub[session.identity.sub]
             sids.discard(sid)
             if not sids:

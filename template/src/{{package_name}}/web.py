@@ -20,6 +20,10 @@ SECURITY_HEADERS: Final = (
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
     (b"strict-transport-security", b"max-age=63072000"),
 )
+# Keys of the ASGI scope of a websocket: the guard's state of the connection, and the
+# websocket protocol's way to drop it at once.
+STATE_KEY: Final = "guard.state"
+ABORT_KEY: Final = "transport.abort"
 _JSON: Final = (b"content-type", b"application/json")
 _RESPONSE_STARTS: Final = frozenset({"http.response.start", "websocket.http.response.start"})
 

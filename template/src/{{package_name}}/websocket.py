@@ -32,10 +32,8 @@ from websockets.server import ServerProtocol
 
 from . import seclog
 from .limits import TokenBucket
-from .web import SECURITY_HEADERS
+from .web import ABORT_KEY, SECURITY_HEADERS, STATE_KEY
 
-# Where the protocol leaves its abort callable in the ASGI scope, for the guard.
-ABORT_KEY: Final = "transport.abort"
 # Browsers send a message as one frame; no client of this service needs more than a few.
 MAX_FRAGMENTS: Final = 16
 CLOSE_TIMEOUT_SECONDS: Final = 1.0
@@ -168,8 +166,15 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         self._cut = True
         if reason is not None:
-            client = self.client[0] if self.client else "-"
-            seclog.event("connection_closed", level=logging.WARNING, reason=reason, client=client)
+            state = getattr(self, "scope", {}).get(STATE_KEY)
+            if state is not None:  # the guard's line: connection id, subject, origin
+                state.closed = True
+                state.log("connection_closed", level=logging.WARNING, reason=reason)
+            else:
+                client = self.client[0] if self.client else "-"
+                seclog.event(
+                    "connection_closed", level=logging.WARNING, reason=reason, client=client
+                )
         self.transport.abort()
 
 
