@@ -512,6 +512,45 @@ MUTATIONS = [
         ("test_production_server_refuses_to_start_on_insecure_setting",),
     ),
     Mutation(
+        "C13",
+        "tls-handshake-failures-silent",
+        "tls.py",
+        (
+            (
+                "    sslproto.SSLProtocol._fatal_error = _logged_fatal_error  # type: ignore",
+                "    pass  #",
+            ),
+        ),
+        "tests/test_security_log.py -k tls_handshakes",
+        ("test_failed_tls_handshakes_are_logged",),
+    ),
+    Mutation(
+        "C13",
+        "refused-events-without-connection-id",
+        "dispatch.py",
+        (
+            (
+                "            conn=session.conn,\n            event=event,\n",
+                "            event=event,\n",
+            ),
+        ),
+        "tests/test_security_log.py -k connection_id",
+        ("test_every_refused_event_has_a_line_with_the_connection_id",),
+    ),
+    Mutation(
+        "C13",
+        "log-times-local-without-offset",
+        "cli.py",
+        (
+            (
+                "handler.setFormatter(seclog.UTCFormatter(seclog.LOG_FORMAT))",
+                "handler.setFormatter(logging.Formatter(seclog.LOG_FORMAT))",
+            ),
+        ),
+        "tests/test_cli.py -k descriptors",
+        ("test_running_out_of_descriptors_is_one_line_per_interval_and_recovers",),
+    ),
+    Mutation(
         "C11",
         "no-accept-caps",
         "listener.py",

@@ -272,10 +272,14 @@ def test_request_trickled_a_byte_at_a_time_is_cut_off(
     assert len(request_timeouts(caplog)) == 1
 
 
-def test_silent_tcp_client_is_closed_at_the_handshake_deadline(limited: LiveServer) -> None:
-    """C11: asyncio would wait 60 s for a TLS ClientHello; the request deadline bounds it."""
+def test_silent_tcp_client_is_closed_at_the_handshake_deadline(
+    limited: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C11: asyncio would wait 60 s for a TLS ClientHello; the request deadline bounds it.
+    C13: the close has its line (asyncio logs it only in debug mode)."""
     with socket.create_connection(("127.0.0.1", limited.port), timeout=PATIENCE_SECONDS) as raw:
         assert closed_by_peer(raw)
+    assert "tls_handshake_failed reason=handshake_timeout client=127.0.0.1" in caplog.text
 
 
 def test_requests_within_the_deadline_are_served_on_a_kept_alive_connection(

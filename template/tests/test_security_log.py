@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
+import time
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -128,3 +131,29 @@ async def test_every_refused_event_has_a_line_with_the_connection_id(
     ]
     assert all(f" {conn} " in line for line in refused), (conn, refused)
     assert all("Not A Room" not in line and "hi" not in line.split() for line in lines)
+
+
+@pytest.mark.parametrize(
+    "version", [ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_2], ids=["tls-1.1", "tls-1.2"]
+)
+def test_failed_tls_handshakes_are_logged(
+    server: LiveServer, caplog: pytest.LogCaptureFixture, version: ssl.TLSVersion
+) -> None:
+    """C13 (ASVS 16): a TLS handshake the server refuses has its line, with OpenSSL's
+    reason code (asyncio logs these only in debug mode)."""
+    context = server.pki.client_context()
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    context.maximum_version = version
+    context.set_ciphers("AES128-SHA:@SECLEVEL=0")  # no ECDHE, no AEAD: outside both profiles
+    with (
+        pytest.raises((ssl.SSLError, ConnectionResetError)),
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost"),
+    ):
+        pass
+    deadline = time.monotonic() + 5
+    while "tls_handshake_failed" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = [line for line in caplog.text.splitlines() if "tls_handshake_failed" in line]
+    assert len(lines) == 1, lines
+    assert "reason=handshake_error client=127.0.0.1 error=" in lines[0]
