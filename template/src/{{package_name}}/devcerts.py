@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = dt.timedelta(days=90)
+# The organizational unit of init-dev's CA: production refuses what it issued (see posture).
+DEV_CA_UNIT = "init-dev: not for production"
 SERVER_NAMES = ("localhost",)
 SERVER_ADDRESSES = ("127.0.0.1", "::1")
 
@@ -45,15 +47,21 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def _name(common_name: str, unit: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if unit is not None:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
+    return x509.Name(attributes)
 
 
-def make_dev_pki(directory: Path, project: str) -> dict[str, Path]:
-    """Create `ca.pem`, `server.pem` and `server-key.pem` (and the CA key) in `directory`."""
+def make_dev_pki(directory: Path, project: str, *, marked: bool = True) -> dict[str, Path]:
+    """Create `ca.pem`, `server.pem` and `server-key.pem` (and the CA key) in `directory`.
+
+    A `marked` CA (init-dev's) carries `DEV_CA_UNIT`, and production refuses certificates
+    it issued; tests make unmarked ones to stand in for a real CA."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name(f"{project} development CA")
+    ca_name = _name(f"{project} development CA", DEV_CA_UNIT if marked else None)
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(ca_name)

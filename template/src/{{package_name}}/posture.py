@@ -7,17 +7,24 @@ prints the posture and exits non-zero on any finding.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import ssl
+from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import keys, tls
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from . import devcerts, keys, tls
 from .settings import Finding, Settings
+from .tlsgroups import GroupsError
 
 MIN_MESSAGE_BYTES = 1024
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_LEEWAY_SECONDS = 120
+CERTIFICATE_WARNING = dt.timedelta(days=14)
 _ORIGIN = re.compile(
     r"^https?://([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\])(:[1-9][0-9]{0,4})?$"
 )
@@ -92,12 +99,67 @@ def _tls_findings(settings: Settings) -> list[Finding]:
     if unreadable:
         return unreadable
     try:
+        # Loads the chain and its key (a key of another certificate fails here) and proves
+        # the key-exchange groups.
         tls.server_context(settings.tls_cert_file, settings.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "reason", None) or type(exc).__name__
+    except (OSError, ssl.SSLError, GroupsError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
         return [
             Finding("tls_invalid", "tls_key_file", f"certificate and key do not load: {reason}")
         ]
+    return _certificate_findings(settings, _certificate(settings.tls_cert_file))
+
+
+def _certificate(path: Path) -> x509.Certificate:
+    """The server's own certificate: the first of the chain file."""
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def _certificate_findings(settings: Settings, cert: x509.Certificate) -> list[Finding]:
+    now = dt.datetime.now(dt.UTC)
+    found = []
+    if cert.not_valid_after_utc <= now:
+        found.append(
+            Finding(
+                "tls_certificate_expired",
+                "tls_cert_file",
+                f"expired {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: renew it "
+                "(for development, run init-dev again)",
+            )
+        )
+    if cert.not_valid_before_utc > now:
+        found.append(
+            Finding(
+                "tls_certificate_not_yet_valid",
+                "tls_cert_file",
+                f"valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC (check the clock)",
+            )
+        )
+    units = cert.issuer.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    if settings.is_production and any(unit.value == devcerts.DEV_CA_UNIT for unit in units):
+        found.append(
+            Finding(
+                "tls_dev_certificate",
+                "tls_cert_file",
+                "issued by init-dev's development CA, which no client should trust: "
+                "use a certificate of a real CA",
+            )
+        )
+    return found
+
+
+def warnings(settings: Settings) -> list[str]:
+    """What is not yet unsafe but soon will be: a certificate about to expire."""
+    path = settings.tls_cert_file
+    if path is None or not path.is_file():
+        return []
+    try:
+        cert = _certificate(path)
+    except ValueError:
+        return []
+    left = cert.not_valid_after_utc - dt.datetime.now(dt.UTC)
+    if dt.timedelta(0) < left <= CERTIFICATE_WARNING:
+        return [f"the TLS certificate expires in {left.days} day(s): renew it ({path})"]
     return []
 
 
