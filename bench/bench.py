@@ -81,7 +81,7 @@ def setup(work: Path) -> Project:
     run([script, "init-dev"], cwd=root)
     prefix = PACKAGE.upper() + "_"
     env = {**os.environ, **{prefix + name: value for name, value in LIMITS.items()}}
-    token = run([script, "token", "--sub", "bench", "--ttl", "7200"], cwd=root, env=env)
+    token = run([script, "token", "--sub", "bench", "--ttl", "3600"], cwd=root, env=env)
     return Project(root, venv / "bin" / "python", script, env, token.stdout.strip())
 
 

@@ -583,6 +583,17 @@ MUTATIONS = [
         ("test_check_warns_of_a_certificate_about_to_expire",),
     ),
     Mutation(
+        "C08",
+        "rooms-claim-ignored",
+        "events.py",
+        (("        if not may_join(ctx.identity.rooms, payload.room):\n", "        if False:\n"),),
+        "tests/test_payloads.py -k rooms",
+        (
+            "test_joins_are_limited_to_the_rooms_the_token_names",
+            "test_token_without_a_rooms_claim_joins_no_room",
+        ),
+    ),
+    Mutation(
         "C11",
         "no-accept-caps",
         "listener.py",

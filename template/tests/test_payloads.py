@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from live import LiveServer, TokenFactory, connected, raw_call, raw_socketio
+from live import LiveServer, TokenFactory, connected, raw_call, raw_socketio, refused
 
 MARKER = "<script>alert('x')</script>"
 INVALID = {
@@ -141,3 +141,37 @@ async def test_unknown_event_is_answered_unknown_event_and_connection_stays(
         ack = await client.call("shutdown", {}, timeout=5)
         assert ack["error"]["code"] == "unknown_event"
         assert (await client.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
+
+
+async def test_joins_are_limited_to_the_rooms_the_token_names(
+    server: LiveServer, make_token: TokenFactory
+) -> None:
+    """C08 (ASVS 8.2.2): the `rooms:join` scope says a subject may join rooms; the token's
+    `rooms` claim says which: names, and `prefix*` patterns."""
+    token = make_token(sub="scoped", rooms=["lobby", "team-*"])
+    async with connected(server, token) as client:
+        for room in ("lobby", "team-1", "team-"):
+            assert (await client.call("join", {"room": room}, timeout=5))["ok"] is True, room
+        for room in ("lobby2", "team", "teams", "other"):
+            ack = await client.call("join", {"room": room}, timeout=5)
+            assert ack["error"]["code"] == "forbidden", room
+
+
+async def test_token_without_a_rooms_claim_joins_no_room(
+    server: LiveServer, make_token: TokenFactory
+) -> None:
+    """C08: no claim, no room (deny by default), whatever the scopes say."""
+    async with connected(server, make_token(sub="roomless", rooms=[])) as client:
+        ack = await client.call("join", {"room": "lobby"}, timeout=5)
+        assert ack["error"]["code"] == "forbidden"
+    async with connected(server, make_token(sub="roomless", drop=("rooms",))) as client:
+        ack = await client.call("join", {"room": "lobby"}, timeout=5)
+        assert ack["error"]["code"] == "forbidden"
+
+
+@pytest.mark.parametrize("rooms", ["lobby", ["Lobby"], [1], ["a b"], ["*x"], ["x"] * 65], ids=str)
+async def test_malformed_rooms_claim_is_refused_at_connect(
+    server: LiveServer, make_token: TokenFactory, rooms: object
+) -> None:
+    """C05/C08: a `rooms` claim that is not a short list of room patterns refuses the token."""
+    assert await refused(server, make_token(rooms=rooms)) == "unauthorized"

@@ -40,6 +40,9 @@ class Identity:
     expires_at: float
     issued_at: float
     token_id: str | None = None
+    # The `rooms` claim: the rooms (or `prefix*` patterns) the subject may join; none if
+    # absent. Read by the example domain (events.py), the pattern of data-level checks.
+    rooms: tuple[str, ...] = ()
 
 
 class AuthError(Exception):
@@ -171,7 +174,31 @@ def _identity(claims: Mapping[str, Any]) -> Identity:
         expires_at=float(exp),
         issued_at=float(claims["iat"]),
         token_id=jti,
+        rooms=_rooms(claims.get("rooms")),
     )
+
+
+MAX_ROOM_GRANTS: Final = 64
+_ROOM_GRANT: Final = re.compile(r"\*|[a-z0-9][a-z0-9_-]{0,63}\*?")
+
+
+def _rooms(value: object) -> tuple[str, ...]:
+    """The `rooms` claim: a list of room names, `prefix*` patterns, or `*`."""
+    if value is None:
+        return ()
+    if (
+        isinstance(value, list)
+        and len(value) <= MAX_ROOM_GRANTS
+        and all(isinstance(item, str) and _ROOM_GRANT.fullmatch(item) for item in value)
+    ):
+        return _room_grants(tuple(value))
+    raise AuthError("token_claims_invalid")
+
+
+@functools.lru_cache(maxsize=256)
+def _room_grants(grants: tuple[str, ...]) -> tuple[str, ...]:
+    # One shared tuple per distinct claim, as for scopes.
+    return grants
 
 
 @functools.lru_cache(maxsize=256)

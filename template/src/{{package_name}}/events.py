@@ -1,7 +1,8 @@
 """The example domain: chat rooms. Replace it with your own events, keeping the pattern:
 one schema per event, the scope it needs, and an ack envelope for every outcome.
 
-- `join {room}` needs scope `rooms:join`; a connection joins at most `max_rooms` rooms;
+- `join {room}` needs scope `rooms:join` and a token whose `rooms` claim names the room
+  (or a `prefix*` of it, or `*`); a connection joins at most `max_rooms` rooms;
 - `leave {room}`;
 - `message {room, text}` needs scope `rooms:write` and membership of the room; the server
   broadcasts `message {room, sub, text, ts}` to the room's other members.
@@ -26,6 +27,14 @@ def room_key(room: str) -> str:
     return f"room:{room}"
 
 
+def may_join(grants: tuple[str, ...], room: str) -> bool:
+    """Data-level authorization (ASVS 8.2.2): the token's `rooms` claim names the room, or
+    a `prefix*` pattern of it. A scope says what a subject may do; this says where."""
+    return any(
+        room.startswith(grant[:-1]) if grant.endswith("*") else room == grant for grant in grants
+    )
+
+
 class Rooms:
     def __init__(self, sio: socketio.AsyncServer, max_rooms: int) -> None:
         self._sio = sio
@@ -35,6 +44,8 @@ class Rooms:
         return room_key(room) in ctx.rooms
 
     async def join(self, ctx: Context, payload: Join) -> Ack:
+        if not may_join(ctx.identity.rooms, payload.room):
+            return error("forbidden")
         key = room_key(payload.room)
         if key not in ctx.rooms and len(ctx.rooms) >= self._max_rooms:
             return error("forbidden")
