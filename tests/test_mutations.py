@@ -595,6 +595,40 @@ MUTATIONS = [
     ),
     Mutation(
         "C11",
+        "engineio-sessions-of-broken-websockets-kept",
+        "guard.py",
+        (("                await state.release()\n", "                pass\n"),),
+        "tests/test_packets.py -k broken",
+        ("test_a_broken_websocket_leaves_no_session_behind",),
+    ),
+    Mutation(
+        "C20",
+        "oversized-upgrade-left-open",
+        "websocket.py",
+        (
+            (
+                "if not self.handshake_initiated and self.conn.handshake_exc is not None:",
+                "if False:",
+            ),
+        ),
+        "tests/test_transport.py -k below_the_application",
+        (
+            "test_upgrades_refused_below_the_application_carry_the_security_headers"
+            "[request-line-over-8k]",
+            "test_upgrades_refused_below_the_application_carry_the_security_headers"
+            "[transfer-encoding]",
+        ),
+    ),
+    Mutation(
+        "C13",
+        "client-paths-logged-whole",
+        "seclog.py",
+        (("MAX_PATH_CHARS: Final = 200", "MAX_PATH_CHARS: Final = 10**6"),),
+        "tests/test_security_log.py -k bounded",
+        ("test_a_client_that_never_authenticates_writes_a_bounded_log",),
+    ),
+    Mutation(
+        "C11",
         "no-accept-caps",
         "listener.py",
         (("reason = self.caps.admit(client)", "reason = None"),),

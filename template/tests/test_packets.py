@@ -220,3 +220,17 @@ async def test_engineio_heartbeat_closes_a_client_that_stops_answering(
                     await alive.send("3")
                     answered += 1
             assert (await raw_call(alive, 1, "join", {"room": "lobby"}))["ok"] is True
+
+
+async def test_a_broken_websocket_leaves_no_session_behind(
+    pki: Pki, signing: SigningKeys, make_token: TokenFactory
+) -> None:
+    """C11: a malformed Engine.IO packet ends python-engineio's websocket handler with an
+    exception, which left its Engine.IO session, namespaces and sessions behind (each
+    counting against the subject's cap); the guard releases them with the websocket."""
+    settings = make_settings(pki, signing, max_sessions_per_subject=1)
+    with live_server(settings, pki) as server:
+        for _ in range(3):
+            async with raw_socketio(server, token=make_token(sub="breaker")) as ws:
+                await ws.send("x")  # not an Engine.IO packet type
+                await closed_by_server(ws, SETTLE_SECONDS)

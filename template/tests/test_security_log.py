@@ -5,13 +5,14 @@ attacks runs under log capture at DEBUG, and its log is searched for every secre
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 import ssl
 import time
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from live import (
     ORIGIN,
@@ -157,3 +158,39 @@ def test_failed_tls_handshakes_are_logged(
     lines = [line for line in caplog.text.splitlines() if "tls_handshake_failed" in line]
     assert len(lines) == 1, lines
     assert "reason=handshake_error client=127.0.0.1 error=" in lines[0]
+
+
+async def test_a_client_that_never_authenticates_writes_a_bounded_log(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C13: whatever an unauthenticated client sends on one connection (a 7,000-character
+    path, CONNECTs with 8,000-character tokens, then junk), its share of the log stays
+    bounded: values are cut to 200 characters and the third refusal ends the connection."""
+    caplog.set_level(logging.INFO)
+    path_bytes = len(caplog.text)
+    long_path = "/" + "p" * 7_000  # under websockets' 8 KiB line limit: it reaches the app
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+        server.pki.client_context().wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(
+            f"GET {long_path} HTTP/1.1\r\nHost: localhost\r\nOrigin: {ORIGIN}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+        )
+        while tls.recv(65536):
+            pass
+    refused_upgrade = len(caplog.text) - path_bytes
+    assert refused_upgrade < 400, caplog.text
+    before = len(caplog.text)
+    async with raw_socketio(server) as ws:
+        try:
+            for _ in range(10):
+                await ws.send("40" + json.dumps({"token": "x" * 8000}))
+                await asyncio.wait_for(ws.recv(), 5)
+            await ws.send("42" + json.dumps(["z" * 8000]))
+        except ConnectionClosed:
+            pass
+    connection = len(caplog.text) - before
+    assert connection < 1000, caplog.text
+    print(f"log bytes: refused upgrade {refused_upgrade}, websocket {connection}")

@@ -79,6 +79,7 @@ UPGRADE = (
     b"Host: localhost\r\nOrigin: https://app.example.test\r\nUpgrade: websocket\r\n"
     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 )
+VERSION = b"Sec-WebSocket-Version: 13\r\n"
 
 
 @pytest.mark.parametrize(
@@ -88,15 +89,29 @@ UPGRADE = (
         ("EIO=5&transport=websocket", UPGRADE + b"Sec-WebSocket-Version: 13\r\n"),
         ("EIO=4&transport=websocket", UPGRADE + b"Sec-WebSocket-Version: 8\r\n"),
         ("EIO=4&transport=websocket", UPGRADE.replace(b"Sec-WebSocket-Key", b"X-Key")),
+        ("EIO=4&transport=websocket&pad=" + "p" * 9000, UPGRADE + VERSION),
+        ("EIO=4&transport=websocket", UPGRADE + VERSION + b"X-Pad: " + b"p" * 9000 + b"\r\n"),
+        ("EIO=4&transport=websocket", UPGRADE + VERSION + b"X-Pad: p\r\n" * 130),
+        ("EIO=4&transport=websocket", UPGRADE + VERSION + b"Transfer-Encoding: chunked\r\n"),
     ],
-    ids=["eio3", "eio5", "websocket-version-8", "no-websocket-key"],
+    ids=[
+        "eio3",
+        "eio5",
+        "websocket-version-8",
+        "no-websocket-key",
+        "request-line-over-8k",
+        "header-over-8k",
+        "130-headers",
+        "transfer-encoding",
+    ],
 )
 def test_upgrades_refused_below_the_application_carry_the_security_headers(
     server: LiveServer, query: str, headers: bytes
 ) -> None:
     """C20: refusals written by the servers themselves (uvicorn's 403 when python-engineio
-    closes an upgrade it does not accept, websockets' 400 and 426 for a bad handshake)
-    carry the same headers as the application's, and end the connection."""
+    closes an upgrade it does not accept, websockets' 400, 414, 426 and 431 for a bad
+    handshake) carry the same headers as the application's, and end the connection at once
+    (an upgrade request over websockets' limits got no answer and stayed open)."""
     with (
         socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
         server.pki.client_context().wrap_socket(raw, server_hostname="localhost") as tls,

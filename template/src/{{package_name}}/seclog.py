@@ -11,6 +11,7 @@ import time
 from typing import Final
 
 LOGGER: Final = logging.getLogger("security")
+MAX_PATH_CHARS: Final = 200
 
 
 def event(name: str, *, level: int = logging.INFO, **fields: object) -> None:
@@ -57,8 +58,11 @@ class RedactQueryStrings(logging.Filter):
 
 
 def _without_query(arg: object) -> object:
-    if isinstance(arg, str) and arg.startswith("/") and "?" in arg:
-        return arg.partition("?")[0] + "?[redacted]"
+    if isinstance(arg, str) and arg.startswith("/"):
+        if "?" in arg:
+            arg = arg.partition("?")[0] + "?[redacted]"
+        # A client chooses the path of a refused upgrade: a bounded share of the line.
+        return arg if len(arg) <= MAX_PATH_CHARS else arg[:MAX_PATH_CHARS] + "[...]"
     return arg
 
 

@@ -39,6 +39,7 @@ MAX_FRAGMENTS: Final = 16
 CLOSE_TIMEOUT_SECONDS: Final = 1.0
 _DATA: Final = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
 _HOOKS: Final = (
+    "data_received",
     "handle_connect",
     "handle_text",
     "handle_bytes",
@@ -50,6 +51,11 @@ _HOOKS: Final = (
     "send",
 )
 _HEADERS: Final = tuple((name.decode(), value.decode()) for name, value in SECURITY_HEADERS)
+_BAD_REQUEST: Final = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n"
+    + b"".join(name + b": " + value + b"\r\n" for name, value in SECURITY_HEADERS)
+    + b"\r\n"
+)
 
 
 class _HeaderedServerProtocol(ServerProtocol):
@@ -86,6 +92,23 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.set_write_buffer_limits(high=self.send_buffer_bytes)
 
     # ------------------------------------------------------------------ incoming frames
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            self._refuse_upgrade()
+
+    def _refuse_upgrade(self) -> None:
+        """websockets refused the upgrade request itself (a line over its 8 KiB, more than
+        128 headers, a Transfer-Encoding) and queued its answer, or none; uvicorn wrote
+        nothing and left the connection open, past every deadline, until a shutdown that
+        then failed on it. Answer, with the security headers, and close."""
+        output = b"".join(self.conn.data_to_send()) or _BAD_REQUEST
+        self.handshake_complete = self.close_sent = True
+        client = self.client[0] if self.client else "-"
+        seclog.event("request_refused", level=logging.WARNING, reason="bad_upgrade", client=client)
+        self.transport.write(output)
+        self.transport.close()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
