@@ -313,6 +313,10 @@ MUTATIONS = [
         (("        send = with_security_headers(send)\n", ""),),
         "tests/test_origin.py",
         ("test_refused_upgrade_carries_the_security_headers",),
+        also=(
+            "websocket.py",
+            (("            if name not in response.headers:", "            if False:"),),
+        ),
     ),
     Mutation(
         "C06",
@@ -320,8 +324,8 @@ MUTATIONS = [
         "lifecycle.py",
         (
             (
-                "self._event_bucket())\n        self._schedule_expiry(session)\n",
-                "self._event_bucket())\n",
+                "conn)\n        self._schedule_expiry(session)\n",
+                "conn)\n",
             ),
         ),
         "tests/test_sessions.py",
@@ -884,8 +888,8 @@ MUTATIONS = [
         "library-tracebacks-logged",
         "seclog.py",
         (("logger.addFilter(TracebackToClassName())", "pass"),),
-        "tests/test_fuzz.py",
-        ("test_malformed_socketio_packet_is_one_log_line_without_traceback",),
+        "tests/test_auth.py -k library_tracebacks",
+        ("test_library_tracebacks_are_cut_to_one_line",),
     ),
     Mutation(
         "C09",

@@ -66,7 +66,8 @@ def relock(repo: Path, python_version: str) -> None:
         str(repo), scratch, data={"python_version": python_version}, defaults=True,
         unsafe=False, vcs_ref="HEAD", quiet=True,
     )  # fmt: skip
-    run([uv(), "lock", "--quiet", "--offline"], cwd=scratch)
+    # Online: a new machine's uv cache holds no index pages, and resolving needs them.
+    run([uv(), "lock", "--quiet"], cwd=scratch)
     shutil.copy2(scratch / "uv.lock", repo / "locks" / f"python{python_version}" / "uv.lock")
     shutil.rmtree(scratch)
 

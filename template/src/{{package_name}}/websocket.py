@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Final
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from . import seclog
@@ -49,6 +50,7 @@ _HOOKS: Final = (
     "send_receive_event_to_app",
     "pause_writing",
     "send",
+    "shutdown",
 )
 _HEADERS: Final = tuple((name.decode(), value.decode()) for name, value in SECURITY_HEADERS)
 _BAD_REQUEST: Final = (
@@ -182,6 +184,14 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
             # to read; a client that ignores the close frame is cut off instead.
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def shutdown(self) -> None:
+        # uvicorn sends a 1012 close at shutdown unless it sent a close itself; when the
+        # client's close frame has arrived, websockets is closing already, raises, and the
+        # whole server shutdown fails with a traceback. That connection only needs closing.
+        if self.handshake_complete and not self.close_sent and self.conn.state is not State.OPEN:
+            self.close_sent = True
+        super().shutdown()
 
     def abort(self, reason: str | None = None) -> None:
         """Drop the connection at once, with one security-log line when `reason` is given."""
