@@ -194,3 +194,14 @@ async def test_a_client_that_never_authenticates_writes_a_bounded_log(
     connection = len(caplog.text) - before
     assert connection < 1000, caplog.text
     print(f"log bytes: refused upgrade {refused_upgrade}, websocket {connection}")
+
+
+def test_a_peer_that_closes_before_its_handshake_is_not_logged(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C13: a TCP health check or port probe (connect, close) is no failed handshake: one
+    warning per probe would bury the lines that matter."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+        pass
+    time.sleep(0.3)
+    assert "tls_handshake_failed" not in caplog.text
