@@ -333,25 +333,36 @@ async def test_client_that_stops_reading_is_cut_off_and_others_are_served(
     assert "reason=slow_reader" in caplog.text
 
 
-def silent_tcp(server: LiveServer, address: str) -> socket.socket:
-    """A TCP connection from `address` that never sends a byte (no ClientHello)."""
+def silent_tcp(server: LiveServer, address: str) -> socket.socket | None:
+    """A TCP connection from `address` that never sends a byte (no ClientHello); None if
+    the server's reset beat `connect()` back (it refused the connection at once)."""
     sock = socket.socket()
     sock.bind((address, 0))
-    sock.connect(("127.0.0.1", server.port))
+    try:
+        sock.connect(("127.0.0.1", server.port))
+    except ConnectionResetError:
+        sock.close()
+        return None
     return sock
 
 
-def refused_at_once(socks: list[socket.socket]) -> list[bool]:
+def refused_at_once(socks: list[socket.socket | None]) -> list[bool]:
     """Which of `socks` the server closed within a short wait, rather than holding them."""
     time.sleep(0.3)
-    readable, _, _ = select.select(socks, [], [], 0)
+    readable, _, _ = select.select([sock for sock in socks if sock is not None], [], [], 0)
     closed = []
     for sock in socks:
         try:
-            closed.append(sock in readable and sock.recv(1) == b"")
+            closed.append(sock is None or (sock in readable and sock.recv(1) == b""))
         except ConnectionResetError:
             closed.append(True)
     return closed
+
+
+def close_all(socks: list[socket.socket | None]) -> None:
+    for sock in socks:
+        if sock is not None:
+            sock.close()
 
 
 async def test_connections_that_never_upgrade_are_capped_per_address_at_accept(
@@ -367,8 +378,7 @@ async def test_connections_that_never_upgrade_are_capped_per_address_at_accept(
         async with raw_socketio(limited, token=make_token(), local_address="127.0.0.10") as ws:
             assert (await raw_call(ws, 1, "join", {"room": "lobby"}))["ok"] is True
     finally:
-        for sock in held:
-            sock.close()
+        close_all(held)
     refusals = [line for line in caplog.text.splitlines() if "reason=address_cap" in line]
     assert len(refusals) == 1  # one line per interval, not one per connection
     assert "client=127.0.0.9" in refusals[0]
@@ -386,8 +396,7 @@ def test_new_connections_per_address_are_rate_limited_at_accept(
         try:
             refused = refused_at_once([*burst, other])
         finally:
-            for sock in [*burst, other]:
-                sock.close()
+            close_all([*burst, other])
         assert refused[:4] == [False] * 4
         assert refused[-2] is True  # the burst is spent, whatever refilled meanwhile
         assert refused[-1] is False
