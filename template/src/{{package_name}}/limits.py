@@ -32,31 +32,37 @@ class TokenBucket:
 
 
 class ConnectionCaps:
-    """Open websocket connections, per client address and in total."""
+    """Open connections, per client address and in total. `exempt` addresses (the
+    configured proxies, where every client arrives from) count in the total only."""
 
-    def __init__(self, *, total: int, per_address: int) -> None:
-        self._total, self._per_address = total, per_address
+    def __init__(
+        self, *, total: int, per_address: int, exempt: frozenset[str] = frozenset()
+    ) -> None:
+        self._total, self._per_address, self._exempt = total, per_address, exempt
         self._open: Counter[str] = Counter()
+        self._count = 0
 
     def acquire(self, address: str) -> str | None:
         """Count a new connection from `address`; the reason it is refused, if it is."""
-        if self._open.total() >= self._total:
+        if self._count >= self._total:
             return "total_cap"
-        if self._open[address] >= self._per_address:
+        if self._open[address] >= self._per_address and address not in self._exempt:
             return "address_cap"
         self._open[address] += 1
+        self._count += 1
         return None
 
     def release(self, address: str) -> None:
+        self._count -= 1
         self._open[address] -= 1
         if self._open[address] <= 0:
             del self._open[address]
 
 
 class AcceptCaps:
-    """TCP connections as they are accepted (see listener.py): open ones per client address
-    and in total, and new ones per address, paid from a token bucket. `exempt` addresses
-    (the configured proxies) are capped in total only."""
+    """TCP connections as they are accepted (see listener.py): the open ones capped as
+    `ConnectionCaps` does, and new ones per address paid from a token bucket (configured
+    proxies exempt)."""
 
     # Buckets of addresses seen recently; the oldest are forgotten past this many.
     MAX_TRACKED: Final = 100_000
@@ -70,30 +76,20 @@ class AcceptCaps:
         burst: float,
         exempt: frozenset[str] = frozenset(),
     ) -> None:
-        self._total, self._per_address = total, per_address
+        self._caps = ConnectionCaps(total=total, per_address=per_address, exempt=exempt)
         self._rate, self._burst, self._exempt = rate, burst, exempt
-        self._open: Counter[str] = Counter()
-        self._count = 0
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def admit(self, address: str) -> str | None:
         """Count a new connection from `address`; the reason it is refused, if it is."""
-        if self._count >= self._total:
-            return "total_cap"
-        if address not in self._exempt:
-            if self._open[address] >= self._per_address:
-                return "address_cap"
-            if not self._bucket(address).take():
-                return "address_rate"
-        self._open[address] += 1
-        self._count += 1
-        return None
+        reason = self._caps.acquire(address)
+        if reason is None and address not in self._exempt and not self._bucket(address).take():
+            self._caps.release(address)
+            reason = "address_rate"
+        return reason
 
     def release(self, address: str) -> None:
-        self._count -= 1
-        self._open[address] -= 1
-        if self._open[address] <= 0:
-            del self._open[address]
+        self._caps.release(address)
 
     def _bucket(self, address: str) -> TokenBucket:
         bucket = self._buckets.get(address)
