@@ -1,13 +1,17 @@
 """Each security test can fail: break one control in a rendered project and watch the
 tests that guard it go red.
 
-A mutation replaces exact pieces of rendered code (if the code it targets is gone, the
-mutation is stale and this test fails loudly, so it cannot silently stop proving anything).
-The unmutated project passes the same tests, so every red comes from the broken control.
+A mutation replaces pieces of rendered code, found by their tokens rather than their
+layout: a reformat (other line breaks, indentation inside brackets, quote style, a magic
+trailing comma) still finds them, and `test_mutations_survive_a_reformat` proves it on
+every mutation. If the code a mutation targets is gone, the mutation is stale and this test
+fails loudly, so it cannot silently stop proving anything. The unmutated project passes
+the same tests, so every red comes from the broken control.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -23,7 +27,7 @@ class Mutation:
     control: str
     name: str
     file: str  # relative to src/<package>/
-    edits: tuple[tuple[str, str], ...]  # (exact old text, new text), applied in order
+    edits: tuple[tuple[str, str], ...]  # (old code, new code), applied in order
     tests: str  # pytest node selection, run in the mutant
     must_fail: tuple[str, ...]  # test names that must be reported FAILED
     profile: str = "intermediate"
@@ -534,8 +538,9 @@ MUTATIONS = [
         "dispatch.py",
         (
             (
-                "            conn=session.conn,\n            event=event,\n",
-                "            event=event,\n",
+                "            reason=code,\n            sub=session.identity.sub,\n"
+                "            conn=session.conn,\n",
+                "            reason=code,\n            sub=session.identity.sub,\n",
             ),
         ),
         "tests/test_security_log.py -k connection_id",
@@ -790,7 +795,7 @@ MUTATIONS = [
         "C11",
         "no-subject-cap",
         "lifecycle.py",
-        ((">= self._settings.max_sessions_per_subject:", ">= 10**9:"),),
+        (("self._settings.max_sessions_per_subject", "10**9"),),
         "tests/test_sessions.py -k capped",
         ("test_sessions_per_subject_are_capped",),
     ),
@@ -928,6 +933,71 @@ MUTATIONS = [
 ]
 
 
+# A token of Python source: a string literal (with its prefix), a name or number, or one
+# other character. Whitespace between tokens is layout, which a reformat may change.
+TOKEN = re.compile(r"""[rbfuRBFU]{0,2}(?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")|\w+|\S""")
+
+
+def code_pattern(old: str) -> re.Pattern[str]:
+    """A pattern that finds `old` in source whatever its layout: its leading indentation and
+    final line break as written, then its tokens with any whitespace between them (at least
+    one space between two words) and the parentheses a formatter adds around a long
+    expression, either quote style, and an optional trailing comma before a closing
+    bracket. The test that applies it asks for exactly one match, and a reformatted mutant
+    must still compile."""
+    body = old.strip()
+    lead = old[: len(old) - len(old.lstrip())]
+    trail = old[len(old.rstrip()) :]
+    parts = [re.escape(lead)]
+    previous = ""
+    for match in TOKEN.finditer(body):
+        token = match.group()
+        if previous:
+            word = previous[-1].isalnum() or previous[-1] == "_"
+            words = word and (token[0].isalnum() or token[0] == "_")
+            parts.append(r"[\s()]+" if words else r"[\s()]*")
+        if token in ")]}" and previous != ",":
+            parts.append(r"(?:,\s*)?")
+        if token[-1] in "'\"" and len(token) >= 2:
+            prefix = token[: token.index(token[-1])]
+            inner = token[len(prefix) + 1 : -1]
+            parts.append(re.escape(prefix) + "['\"]" + re.escape(inner) + "['\"]")
+        else:
+            parts.append(re.escape(token))
+        previous = token
+    parts.append(re.escape(trail))
+    return re.compile("".join(parts))
+
+
+def apply_edits(source: str, edits: tuple[tuple[str, str], ...], where: str) -> str:
+    for old, new in edits:
+        found = list(code_pattern(old).finditer(source))
+        assert len(found) == 1, f"stale mutation: {old!r} found {len(found)} times in {where}"
+        start, end = found[0].span()
+        # Parentheses the formatter added around part of the code are taken whole.
+        extra = _depth(source[start:end]) - _depth(old)
+        while extra > 0 and (close := re.compile(r"\s*\)").match(source, end)):
+            end, extra = close.end(), extra - 1
+        while extra < 0 and (opening := re.search(r"\(\s*\Z", source[:start])):
+            start, extra = opening.start(), extra + 1
+        source = source[:start] + new + source[end:]
+    return source
+
+
+def _depth(code: str) -> int:
+    """Open minus closed parentheses outside string literals."""
+    bare = "".join(t for t in TOKEN.findall(code) if t[-1] not in "'\"")
+    return bare.count("(") - bare.count(")")
+
+
+def mutate(package: Path, mutation: Mutation) -> None:
+    """Apply the mutation's edits to the package's source files in place."""
+    for file, edits in ((mutation.file, mutation.edits), mutation.also or ("", ())):
+        if edits:
+            target = package / file
+            target.write_text(apply_edits(target.read_text(), edits, str(target)))
+
+
 @dataclass(frozen=True)
 class Base:
     project: Path
@@ -963,15 +1033,7 @@ def test_breaking_a_control_turns_its_tests_red(
     base = bases[mutation.profile]
     mutant = tmp_path / "mutant"
     shutil.copytree(base.project, mutant, ignore=shutil.ignore_patterns(".venv"))
-    for file, edits in ((mutation.file, mutation.edits), mutation.also or ("", ())):
-        if not edits:
-            continue
-        target = mutant / "src" / PACKAGE / file
-        source = target.read_text()
-        for old, new in edits:
-            assert source.count(old) == 1, f"stale mutation: {old!r} not once in {target}"
-            source = source.replace(old, new)
-        target.write_text(source)
+    mutate(mutant / "src" / PACKAGE, mutation)
 
     result = run_tests(base, mutant, mutation.tests)
     report = result.stdout + result.stderr
@@ -987,3 +1049,30 @@ def test_unmutated_projects_pass_the_same_tests(bases: dict[str, Base], profile:
     selections = {m.tests.split("::")[0].split()[0] for m in MUTATIONS if m.profile == profile}
     result = run_tests(base, base.project, " ".join(sorted(selections)))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mutations_survive_a_reformat(tmp_path: Path, bases: dict[str, Base]) -> None:
+    """Every mutation still finds its code, exactly once, after the package is reformatted
+    to another line length, and the mutated files still compile."""
+    for profile, base in bases.items():
+        package = tmp_path / profile
+        shutil.copytree(base.project / "src" / PACKAGE, package)
+        ruff = base.venv / "bin" / "ruff"
+        subprocess.run(  # noqa: S603 - the project's own ruff
+            [str(ruff), "format", "--isolated", "--line-length", "60", "--config",
+             "format.quote-style = 'single'", str(package)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        targets = {m.file for m in MUTATIONS} | {m.also[0] for m in MUTATIONS if m.also}
+        changed = [
+            name
+            for name in targets
+            if (package / name).read_text() != (base.project / "src" / PACKAGE / name).read_text()
+        ]
+        assert len(changed) == len(targets), sorted(targets - set(changed))
+        for mutation in (m for m in MUTATIONS if m.profile == profile):
+            mutant = tmp_path / f"{profile}-{mutation.name}"
+            shutil.copytree(package, mutant)
+            mutate(mutant, mutation)
+            for name in {mutation.file} | ({mutation.also[0]} if mutation.also else set()):
+                compile((mutant / name).read_text(), name, "exec")
