@@ -1076,3 +1076,23 @@ def test_mutations_survive_a_reformat(tmp_path: Path, bases: dict[str, Base]) ->
             mutate(mutant, mutation)
             for name in {mutation.file} | ({mutation.also[0]} if mutation.also else set()):
                 compile((mutant / name).read_text(), name, "exec")
+
+
+def test_a_thread_that_dies_fails_the_test(tmp_path: Path, bases: dict[str, Base]) -> None:
+    """The live test server runs in a thread: an exception that ends it fails the test that
+    was running (pytest only warns by default), like one raised in a destructor."""
+    base = bases["intermediate"]
+    project = tmp_path / "project"
+    shutil.copytree(base.project, project, ignore=shutil.ignore_patterns(".venv"))
+    (project / "tests" / "test_dying_thread.py").write_text(
+        "import threading\n\n\n"
+        "def test_server_thread_dies() -> None:\n"
+        "    thread = threading.Thread(target=lambda: 1 / 0)\n"
+        "    thread.start()\n"
+        "    thread.join()\n"
+    )
+    result = run_tests(base, project, "tests/test_dying_thread.py")
+    report = result.stdout + result.stderr
+    assert result.returncode == 1, report
+    assert "FAILED tests/test_dying_thread.py::test_server_thread_dies" in report, report
+    assert "ZeroDivisionError" in report, report
