@@ -7,6 +7,7 @@ own ruff, mypy and pytest.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -23,9 +24,41 @@ SCRIPT = "secure-rooms"
 ALGORITHMS = ("HS256", "RS256", "ES256", "EdDSA")
 PROFILES = ("intermediate", "modern")
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
-# This machine runs 3.11 only; newer variants are rendered and checked statically here
-# and run in the rendered project's own CI.
+# The Python running the tests; other supported versions run when this machine has them
+# (see interpreters()), and all of them in the rendered project's own CI.
 RUNNABLE_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@functools.cache
+def interpreters() -> dict[str, str]:
+    """The supported Pythons this machine has, by version: the one running the tests, then
+    builds found in pyenv's versions directory (its shims need PYENV_VERSION, so the builds
+    are used directly) or on the usual paths. Each is asked its version and checked for ssl."""
+    found = {RUNNABLE_PYTHON: sys.executable}
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for version in PYTHON_VERSIONS:
+        candidates = [
+            *sorted(pyenv.glob(f"{version}.*/bin/python{version}"), reverse=True),
+            Path(f"/usr/bin/python{version}"),
+            Path(f"/usr/local/bin/python{version}"),
+        ]
+        for candidate in candidates:
+            if version in found or not candidate.is_file():
+                continue
+            probe = subprocess.run(  # noqa: S603 - a local interpreter, our own code
+                [str(candidate), "-c", "import ssl, sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            if probe.returncode == 0 and probe.stdout.strip() == version:
+                found[version] = str(candidate)
+    return {version: found[version] for version in PYTHON_VERSIONS if version in found}
+
+
+def interpreter(version: str) -> str:
+    try:
+        return interpreters()[version]
+    except KeyError:
+        raise RuntimeError(f"no Python {version} with ssl on this machine") from None
 
 
 def render(dst: Path, **answers: Any) -> Path:
@@ -74,18 +107,20 @@ def run(
     return result
 
 
-def make_venv(project: Path, *, install_project: bool = True) -> Path:
+def make_venv(project: Path, *, install_project: bool = True, python: str | None = None) -> Path:
     """The project's virtual environment in `project/.venv`, as its CI makes it.
 
     `uv sync --locked` installs exactly what the project's uv.lock pins (the project, its
     dependencies and the default groups `dev` and `lint`, every file checked against its
     hash) and fails if the lock no longer matches pyproject.toml. With
     `install_project=False` (variants whose `requires-python` this interpreter does not meet,
-    checked statically) the declared requirements are installed unlocked instead.
+    checked statically) the declared requirements are installed unlocked instead. `python`
+    is the interpreter (default: the one running the tests).
     """
     venv = project / ".venv"
     if install_project:
-        run([uv(), "sync", "--locked", "--quiet", "--python", sys.executable], cwd=project)
+        run([uv(), "sync", "--locked", "--quiet", "--python", python or sys.executable],
+            cwd=project)  # fmt: skip
         return venv
     import tomllib
 

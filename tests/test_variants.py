@@ -1,8 +1,19 @@
-"""Every jwt_algorithm x tls_profile variant, rendered and held to its own standards: its
-own pre-commit checks (conflict markers, secrets, ruff lint and format, mypy --strict, the
-workflow and Dependabot schemas, zizmor), actionlint, and its own live tests, in the virtual
-environment its uv.lock makes. Newer Python variants are rendered and checked statically
-(this machine runs 3.11)."""
+"""Every jwt_algorithm x tls_profile variant, under every Python this machine has, rendered
+and run live in the virtual environment its uv.lock makes.
+
+What a variant changes decides what it runs. The algorithm changes keys and tokens (the
+auth, JWKS, command-line and startup tests); the profile changes TLS (the TLS tests); the
+Python changes asyncio, ssl and every library build under the service. So:
+
+- the default answers on the oldest Python, and one variant on the newest Python here, run
+  the whole rendered suite, with the project's own pre-commit hooks, actionlint and zizmor;
+- every other algorithm x profile pair runs the tests its answers change, each on a Python
+  of this machine in turn, rendered for that Python (`python_version`);
+- a supported Python this machine lacks (3.14) is rendered and checked statically here and
+  runs in the rendered project's own CI.
+
+Ruff, mypy --strict and the hooks over many more answer combinations: test_answer_sets.py.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +27,9 @@ from harness import (
     ALGORITHMS,
     PROFILES,
     PYTHON_VERSIONS,
-    RUNNABLE_PYTHON,
     git_init,
+    interpreter,
+    interpreters,
     make_venv,
     pre_commit,
     render,
@@ -26,12 +38,18 @@ from harness import (
     tooling,
 )
 
-VARIANTS = list(itertools.product(ALGORITHMS, PROFILES))
-
-
 # Hooks that find nothing to check in a new project (no *.rej files) or that run here as
 # the stand-in below (actionlint); every other hook must report Passed.
 NOT_RUN_HERE = {"update-leftovers", "actionlint"}
+
+# The rendered tests whose outcome depends on the algorithm or the TLS profile.
+VARIANT_TESTS = ("test_auth.py", "test_jwks.py", "test_cli.py", "test_startup.py", "test_tls.py")
+
+RUNNABLE = [version for version in PYTHON_VERSIONS if version in interpreters()]
+FULL = [("RS256", "intermediate", RUNNABLE[0]), ("EdDSA", "modern", RUNNABLE[-1])]
+PAIRS = [pair for pair in itertools.product(ALGORITHMS, PROFILES) if pair not in
+         {(a, p) for a, p, _ in FULL}]  # fmt: skip
+PARTIAL = [(a, p, RUNNABLE[i % len(RUNNABLE)]) for i, (a, p) in enumerate(PAIRS)]
 
 
 def project_checks(project: Path, venv: Path) -> None:
@@ -50,26 +68,62 @@ def project_checks(project: Path, venv: Path) -> None:
     run([tool(venv, "zizmor"), "--offline", "--persona", "pedantic", ".github"], cwd=project)
 
 
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize(("algorithm", "profile"), VARIANTS, ids=[f"{a}-{p}" for a, p in VARIANTS])
-def test_variant_passes_its_checks_and_its_live_tests(
-    tmp_path: Path, algorithm: str, profile: str
-) -> None:
-    project = render(tmp_path / "project", jwt_algorithm=algorithm, tls_profile=profile)
-    venv = make_venv(project)
-    project_checks(project, venv)
-    result = run([tool(venv, "pytest"), "-q", "-p", "no:cacheprovider"], cwd=project, timeout=900)
+def live_tests(project: Path, venv: Path, *selection: str) -> None:
+    result = run([tool(venv, "pytest"), "-q", "-p", "no:cacheprovider", *selection],
+                 cwd=project, timeout=900)  # fmt: skip
     assert " passed" in result.stdout
     assert " failed" not in result.stdout
     assert " skipped" not in result.stdout
 
 
-NEWER = [version for version in PYTHON_VERSIONS if version != RUNNABLE_PYTHON]
+def rendered(tmp_path: Path, algorithm: str, profile: str, python: str) -> tuple[Path, Path]:
+    project = render(
+        tmp_path / "project", jwt_algorithm=algorithm, tls_profile=profile, python_version=python
+    )
+    return project, make_venv(project, python=interpreter(python))
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(("algorithm", "profile", "python"), FULL, ids=["-".join(v) for v in FULL])
+def test_variant_passes_its_checks_and_its_whole_suite(
+    tmp_path: Path, algorithm: str, profile: str, python: str
+) -> None:
+    project, venv = rendered(tmp_path, algorithm, profile, python)
+    project_checks(project, venv)
+    live_tests(project, venv)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    ("algorithm", "profile", "python"), PARTIAL, ids=["-".join(v) for v in PARTIAL]
+)
+def test_variant_passes_the_tests_its_answers_change(
+    tmp_path: Path, algorithm: str, profile: str, python: str
+) -> None:
+    project, venv = rendered(tmp_path, algorithm, profile, python)
+    selection = [f"tests/{name}" for name in VARIANT_TESTS if (project / "tests" / name).exists()]
+    assert len(selection) >= len(VARIANT_TESTS) - (algorithm == "HS256"), selection
+    live_tests(project, venv, *selection)
+
+
+def test_every_pair_and_every_python_here_is_run() -> None:
+    """The plan above covers every algorithm x profile pair and every Python this machine
+    has, and runs the whole suite on the oldest and the newest of them."""
+    cases = FULL + PARTIAL
+    assert {(a, p) for a, p, _ in cases} == set(itertools.product(ALGORITHMS, PROFILES))
+    assert {python for _, _, python in cases} == set(RUNNABLE)
+    assert {python for _, _, python in FULL} == {RUNNABLE[0], RUNNABLE[-1]}
+    assert RUNNABLE[0] == PYTHON_VERSIONS[0], "the oldest supported Python must run here"
+
+
+STATIC_ONLY = [version for version in PYTHON_VERSIONS if version not in RUNNABLE]
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("python_version", NEWER)
-def test_newer_python_variant_passes_static_checks(tmp_path: Path, python_version: str) -> None:
+@pytest.mark.parametrize("python_version", STATIC_ONLY)
+def test_python_this_machine_lacks_passes_static_checks(
+    tmp_path: Path, python_version: str
+) -> None:
     project = render(tmp_path / "project", python_version=python_version, jwt_algorithm="ES256")
     pyproject = (project / "pyproject.toml").read_text()
     assert f'requires-python = ">={python_version}"' in pyproject
