@@ -5,7 +5,7 @@ standard output: bad settings, an insecure posture (`serve`), a port already in 
 (`serve`), a token the server would refuse (`token`: an empty or over-long `--sub`, a
 `--scope` the server does not know, a `--room` that is no room grant, a `--ttl` over
 MAX_TOKEN_LIFETIME_SECONDS), a command that needs something missing, or a usage error
-(argparse's own). Each error is one line on standard error that names the option or
+(argparse's own). Each problem is one line on standard error that names the option or
 setting and what to do; no command prints a secret except `token`, whose output is the
 token asked for.
 
