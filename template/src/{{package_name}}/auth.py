@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import jwt
 
@@ -162,9 +162,14 @@ def _reason(exc: jwt.InvalidTokenError) -> str:
     return "token_invalid"
 
 
+def is_subject(value: object) -> TypeGuard[str]:
+    """The `sub` claim a token must carry; `token` (cli.py) refuses others before signing."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_SUB_CHARS
+
+
 def _identity(claims: Mapping[str, Any]) -> Identity:
     sub, exp, jti = claims["sub"], claims["exp"], claims.get("jti")
-    if not isinstance(sub, str) or not 0 < len(sub) <= MAX_SUB_CHARS:
+    if not is_subject(sub):
         raise AuthError("token_subject")
     if not isinstance(jti, str | None):
         raise AuthError("token_claims_invalid")
@@ -182,6 +187,11 @@ MAX_ROOM_GRANTS: Final = 64
 _ROOM_GRANT: Final = re.compile(r"\*|[a-z0-9][a-z0-9_-]{0,63}\*?")
 
 
+def is_room_grant(value: object) -> bool:
+    """One item of the `rooms` claim: a room name, a `prefix*` pattern, or `*`."""
+    return isinstance(value, str) and _ROOM_GRANT.fullmatch(value) is not None
+
+
 def _rooms(value: object) -> tuple[str, ...]:
     """The `rooms` claim: a list of room names, `prefix*` patterns, or `*`."""
     if value is None:
@@ -189,7 +199,7 @@ def _rooms(value: object) -> tuple[str, ...]:
     if (
         isinstance(value, list)
         and len(value) <= MAX_ROOM_GRANTS
-        and all(isinstance(item, str) and _ROOM_GRANT.fullmatch(item) for item in value)
+        and all(is_room_grant(item) for item in value)
     ):
         return _room_grants(tuple(value))
     raise AuthError("token_claims_invalid")
