@@ -175,15 +175,18 @@ async def test_example_client_connects_again_after_auth_expired(
         dev_project,
         dev_server,
         "--token-command",
-        f"{BIN / SCRIPT} token --sub alice --ttl 2",
+        f"{BIN / SCRIPT} token --sub alice --ttl 3",
         "--no-renew",
         "--seconds",
-        "5",
+        "6",
     )
     assert await example.run() == 0, example.output
-    assert "notice auth_expired: the session's token has expired" in example.output
-    assert "connecting again with a fresh token" in example.output
-    assert example.output.count("joined lobby") == 2, example.output
+    notice = example.lines.index("notice auth_expired: the session's token has expired")
+    assert example.lines[notice + 1] == "session expired; connecting again with a fresh token"
+    # Joined again in a new session (more than once when the machine is slow: the server
+    # accepts a token within its leeway after `exp`, and ends that session at once).
+    assert "joined lobby" in example.lines[notice + 2 :], example.output
+    assert example.lines[-1] == "done"
 
 
 async def test_example_client_reports_a_refused_token(
