@@ -5,10 +5,11 @@ Run it from the project's directory while `serve` runs, with a command that prin
 token (in development, the project's own `token` command; in production, whatever asks
 your identity provider):
 
-    python examples/client.py --token-command "secure-rooms token --sub alice --ttl 60"
+    python examples/client.py --token-command "SCRIPT token --sub alice --ttl 60"
 
-or with one token in the environment, `TOKEN=... python examples/client.py` (without a
-command it cannot renew: the session ends when that token expires).
+where SCRIPT is the project's console script (README.md shows the exact line), or with
+one token in the environment, `TOKEN=... python examples/client.py` (without a command
+it cannot renew: the session ends when that token expires).
 
 What it shows:
 - websocket only: the server serves no long-polling, and a client left on its default
