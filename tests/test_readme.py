@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import SCRIPT, render, run, uv
+from harness import SCRIPT, interpreter, render, run, uv
 
 STEPS = re.compile(r"<!-- steps -->\n(.*?)<!-- /steps -->", re.DOTALL)
 SHELL_BLOCK = re.compile(r"^```sh\n(.*?)^```$", re.DOTALL | re.MULTILINE)
@@ -156,19 +156,10 @@ def test_rendered_readme_steps_run_as_written(
     assert outputs["client"].rstrip().endswith("done")
 
 
-def python_bin(version: str) -> Path | None:
-    """The directory of an interpreter of exactly `version` on this machine, if any."""
-    for python in sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}")):
-        return python.parent
-    return None
-
-
 def test_python_version_file_chooses_the_interpreter_uv_syncs_with(tmp_path: Path) -> None:
     """`.python-version` holds the `python_version` answer, and `uv sync --locked` uses that
     Python, not the newest one on PATH (the lock's requires-python admits it)."""
-    bins = [python_bin("3.13"), python_bin("3.12")]
-    if None in bins:
-        pytest.skip("needs Python 3.12 and 3.13 interpreters (pyenv) on this machine")
+    bins = [Path(interpreter("3.13")).parent, Path(interpreter("3.12")).parent]
     project = render(tmp_path / "p", python_version="3.12")
     assert (project / ".python-version").read_text() == "3.12\n"
     path = os.pathsep.join([*map(str, bins), str(Path(uv()).parent), "/usr/bin", "/bin"])
