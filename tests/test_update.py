@@ -340,7 +340,7 @@ def test_template_update_restores_the_project_when_copier_update_fails(
     result = template_update(project)
     assert result.returncode == 3, result.stderr
     assert last_line(result).startswith("copier update failed (exit 1): ")
-    assert "back on main as it was, template-update/1.0.2 deleted" in last_line(result)
+    assert "back on main as it was, no template-update/1.0.2 left" in last_line(result)
     assert_as_it_started(project, "Project from template v1.0.0")
 
 
@@ -350,7 +350,7 @@ def test_template_update_restores_the_project_when_uv_lock_fails(project: Path) 
     assert result.returncode == 3, result.stderr
     assert last_line(result) == (
         "uv lock failed (exit 1): error: Failed to fetch: pypi.org; "
-        "the project is back on main as it was, template-update/1.0.1 deleted"
+        "the project is back on main as it was, no template-update/1.0.1 left"
     )
     assert_as_it_started(project, "Our changes")
 
@@ -369,6 +369,20 @@ def test_template_update_restores_the_project_when_a_commit_hook_refuses(project
     assert_as_it_started(project, "Our changes")
     hook.unlink()
     assert template_update(project).returncode == 0  # the rerun just works
+
+
+def test_template_update_restores_the_project_when_its_branch_cannot_be_made(
+    project: Path,
+) -> None:
+    """A branch named `template-update` leaves no room for `template-update/<version>`;
+    restoring must not try to delete a branch it never made, nor the owner's."""
+    run(["git", "branch", "template-update"], cwd=project)
+    result = template_update(project)
+    assert result.returncode == 3, result.stderr
+    assert last_line(result).startswith("git switch failed (exit 128): ")
+    assert "the project is back on main as it was" in last_line(result)
+    assert status(project) == []
+    assert branches(project) == ["main", "template-update"]
 
 
 def origin(project: Path, *, refuse_pushes: bool = False) -> Path:
@@ -390,7 +404,7 @@ def test_template_update_restores_the_project_when_the_push_fails(project: Path)
     result = template_update(project, "--open-pr", first_on_path=gh)
     assert result.returncode == 3, result.stderr
     assert last_line(result).startswith("git push failed (exit 1): ")
-    assert "back on main as it was, template-update/1.0.1 deleted" in last_line(result)
+    assert "back on main as it was, no template-update/1.0.1 left" in last_line(result)
     assert "gh must not be reached" not in result.stderr
     assert_as_it_started(project, "Our changes")
 
@@ -404,7 +418,7 @@ def test_template_update_restores_the_project_and_origin_when_the_pull_request_f
     assert result.returncode == 3, result.stderr
     assert last_line(result) == (
         "gh pr create failed (exit 1): error: HTTP 403: Resource not accessible; "
-        "the project is back on main as it was, template-update/1.0.1 deleted"
+        "the project is back on main as it was, no template-update/1.0.1 left"
     )
     assert_as_it_started(project, "Our changes")
     # The pushed branch is gone too: a rerun would otherwise take it for a waiting review.

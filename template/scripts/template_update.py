@@ -157,6 +157,8 @@ class Start:
             ("branch", "--quiet", "--delete", "--force", branch),
         ):  # fmt: skip
             try:
+                if args[0] == "branch" and not git("branch", "--list", branch):
+                    continue  # never made: `git switch --create` itself failed
                 git(*args)
             except Failed:
                 left.append(f"git {' '.join(args)}")
@@ -174,7 +176,7 @@ def abandon(start: Start, branch: str, reason: str, *, pushed: bool) -> None:
         print(f"{reason}; restoring failed too, still to run: {'; '.join(left)}", file=sys.stderr)
     else:
         print(
-            f"{reason}; the project is back on {start.name} as it was, {branch} deleted",
+            f"{reason}; the project is back on {start.name} as it was, no {branch} left",
             file=sys.stderr,
         )
 
