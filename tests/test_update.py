@@ -9,7 +9,9 @@ README text), and it is updated without --trust.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +35,7 @@ from harness import (
     PACKAGE,
     ROOT,
     commit_through_hooks,
-    hooked,
+    hook_env,
     make_venv,
     pre_commit,
     run,
@@ -212,21 +214,76 @@ def test_a_conflict_cannot_be_committed_and_fails_ci(conflicting: Path) -> None:
 
 # --- the template-update workflow's script ------------------------------------------------
 
+FAILING_TOOL = "#!/bin/sh\necho 'error: {message}' >&2\nexit 1\n"
 
-def template_update(project: Path) -> subprocess.CompletedProcess[str]:
-    """scripts/template_update.py as the workflow runs it, without --open-pr (no remote)."""
-    return hooked([sys.executable, "scripts/template_update.py"], project, timeout=300)
+
+def tools_that_fail(directory: Path, **messages: str) -> Path:
+    """A directory of stand-ins that fail as the real tool fails (a `uv` that cannot reach
+    its index, a `gh` without a token), to put first on PATH."""
+    directory.mkdir(exist_ok=True)
+    for name, message in messages.items():
+        (directory / name).write_text(FAILING_TOOL.format(message=message))
+        (directory / name).chmod(0o755)
+    return directory
+
+
+def template_update(
+    project: Path, *args: str, first_on_path: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """scripts/template_update.py as the workflow runs it, but outside CI (the projects here
+    are copied from a local path, which the script refuses in CI) unless `env` says so."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS")}
+    environ.update(hook_env(), **env)
+    if first_on_path is not None:
+        environ["PATH"] = os.pathsep.join([str(first_on_path), environ["PATH"]])
+    return subprocess.run(  # noqa: S603 - this interpreter, the project's script
+        [sys.executable, "scripts/template_update.py", *args],
+        cwd=project,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def head(project: Path) -> str:
     return run(["git", "log", "-1", "--format=%s"], cwd=project).stdout.strip()
 
 
-def test_template_update_prepares_a_branch_only_when_a_newer_release_exists(
-    history: Path, tmp_path: Path
-) -> None:
+def branches(project: Path) -> list[str]:
+    listed = run(["git", "branch", "--format=%(refname:short)"], cwd=project).stdout
+    return listed.split()
+
+
+def last_line(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def assert_as_it_started(project: Path, subject: str) -> None:
+    """The branch it started on, the same commit, nothing staged, changed or added, no
+    update branch, and the git-ignored .env untouched."""
+    assert status(project) == []
+    assert run(["git", "branch", "--show-current"], cwd=project).stdout.strip() == "main"
+    assert head(project) == subject
+    assert branches(project) == ["main"]
+    assert (project / ".env").read_text() == ENV
+
+
+ENV = "SECURE_ROOMS_EVENTS_PER_SECOND=5\n"  # git-ignored: restoring must not clean it away
+
+
+@pytest.fixture
+def project(history: Path, tmp_path: Path) -> Path:
     project = project_at(history, tmp_path / "p", "v1.0.0")
     owner_edits(project)
+    (project / ".env").write_text(ENV)
+    return project
+
+
+def test_template_update_prepares_a_branch_only_when_a_newer_release_exists(
+    project: Path,
+) -> None:
     prepared = template_update(project)
     assert prepared.returncode == 0, prepared.stderr
     branch = run(["git", "branch", "--show-current"], cwd=project).stdout.strip()
@@ -242,11 +299,139 @@ def test_template_update_prepares_a_branch_only_when_a_newer_release_exists(
     assert head(project) == "Update from template 1.0.0 to 1.0.1"
 
 
-def test_template_update_fails_loudly_on_conflicts(conflicting: Path) -> None:
+def test_template_update_on_conflicts_names_the_files_and_leaves_the_project_as_it_was(
+    conflicting: Path,
+) -> None:
+    (conflicting / ".env").write_text(ENV)
     result = template_update(conflicting)
     assert result.returncode == 1
-    assert f"src/{PACKAGE}/settings.py" in result.stderr
-    assert head(conflicting) == "Our timeout"  # nothing committed
+    assert f"the update conflicts in src/{PACKAGE}/settings.py" in last_line(result)
+    assert "back on main as it was" in last_line(result)
+    assert_as_it_started(conflicting, "Our timeout")  # nothing committed, nothing left
+
+    rerun = template_update(conflicting)  # and a rerun starts clean, to the same report
+    assert rerun.returncode == 1
+    assert last_line(rerun) == last_line(result)
+
+
+def test_template_update_keeps_the_conflicts_on_its_branch_only_when_asked(
+    conflicting: Path,
+) -> None:
+    result = template_update(conflicting, "--keep-conflicts")
+    assert result.returncode == 1
+    assert f"conflicts in src/{PACKAGE}/settings.py: left on template-update/1.0.1" in (
+        last_line(result)
+    )
+    assert run(["git", "branch", "--show-current"], cwd=conflicting).stdout.strip() == (
+        "template-update/1.0.1"
+    )
+    assert f"UU src/{PACKAGE}/settings.py" in status(conflicting)
+
+
+def test_template_update_restores_the_project_when_copier_update_fails(
+    history: Path, tmp_path: Path
+) -> None:
+    """A newer release that cannot render (a template error) fails `copier update` midway."""
+    broken = tmp_path / "broken"
+    run(["git", "clone", "--quiet", history, broken], cwd=tmp_path)
+    release(broken, "v1.0.2", lambda repo: (repo / "template/BROKEN.md.jinja").write_text("{{ x"))
+    project = project_at(broken, tmp_path / "p", "v1.0.0")
+    (project / ".env").write_text(ENV)
+    result = template_update(project)
+    assert result.returncode == 3, result.stderr
+    assert last_line(result).startswith("copier update failed (exit 1): ")
+    assert "back on main as it was, no template-update/1.0.2 left" in last_line(result)
+    assert_as_it_started(project, "Project from template v1.0.0")
+
+
+def test_template_update_restores_the_project_when_uv_lock_fails(project: Path) -> None:
+    failing = tools_that_fail(project.parent / "bin", uv="Failed to fetch: pypi.org")
+    result = template_update(project, first_on_path=failing)
+    assert result.returncode == 3, result.stderr
+    assert last_line(result) == (
+        "uv lock failed (exit 1): error: Failed to fetch: pypi.org; "
+        "the project is back on main as it was, no template-update/1.0.1 left"
+    )
+    assert_as_it_started(project, "Our changes")
+
+
+def test_template_update_restores_the_project_when_a_commit_hook_refuses(project: Path) -> None:
+    """The case seen in a project: a pre-commit hook that needed the network."""
+    hook = project / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'fatal: unable to access the hook repository' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    result = template_update(project)
+    assert result.returncode == 3, result.stderr
+    assert last_line(result).startswith(
+        "git commit failed (exit 1): fatal: unable to access the hook repository; "
+        "the project is back on main"
+    )
+    assert_as_it_started(project, "Our changes")
+    hook.unlink()
+    assert template_update(project).returncode == 0  # the rerun just works
+
+
+def test_template_update_restores_the_project_when_its_branch_cannot_be_made(
+    project: Path,
+) -> None:
+    """A branch named `template-update` leaves no room for `template-update/<version>`;
+    restoring must not try to delete a branch it never made, nor the owner's."""
+    run(["git", "branch", "template-update"], cwd=project)
+    result = template_update(project)
+    assert result.returncode == 3, result.stderr
+    assert last_line(result).startswith("git switch failed (exit 128): ")
+    assert "the project is back on main as it was" in last_line(result)
+    assert status(project) == []
+    assert branches(project) == ["main", "template-update"]
+
+
+def origin(project: Path, *, refuse_pushes: bool = False) -> Path:
+    """A bare repository as the project's origin; one whose hook refuses every push, or
+    one that accepts them."""
+    bare = project.parent / "origin.git"
+    run(["git", "init", "--quiet", "--bare", bare], cwd=project.parent)
+    if refuse_pushes:
+        hook = bare / "hooks" / "pre-receive"
+        hook.write_text("#!/bin/sh\necho 'protected: pushes are refused' >&2\nexit 1\n")
+        hook.chmod(0o755)
+    run(["git", "remote", "add", "origin", bare], cwd=project)
+    return bare
+
+
+def test_template_update_restores_the_project_when_the_push_fails(project: Path) -> None:
+    origin(project, refuse_pushes=True)
+    gh = tools_that_fail(project.parent / "bin", gh="gh must not be reached")
+    result = template_update(project, "--open-pr", first_on_path=gh)
+    assert result.returncode == 3, result.stderr
+    assert last_line(result).startswith("git push failed (exit 1): ")
+    assert "back on main as it was, no template-update/1.0.1 left" in last_line(result)
+    assert "gh must not be reached" not in result.stderr
+    assert_as_it_started(project, "Our changes")
+
+
+def test_template_update_restores_the_project_and_origin_when_the_pull_request_fails(
+    project: Path,
+) -> None:
+    bare = origin(project)
+    gh = tools_that_fail(project.parent / "bin", gh="HTTP 403: Resource not accessible")
+    result = template_update(project, "--open-pr", first_on_path=gh)
+    assert result.returncode == 3, result.stderr
+    assert last_line(result) == (
+        "gh pr create failed (exit 1): error: HTTP 403: Resource not accessible; "
+        "the project is back on main as it was, no template-update/1.0.1 left"
+    )
+    assert_as_it_started(project, "Our changes")
+    # The pushed branch is gone too: a rerun would otherwise take it for a waiting review.
+    assert run(["git", "branch", "--list"], cwd=bare).stdout == ""
+
+
+def test_template_update_without_gh_does_not_start(project: Path) -> None:
+    assert shutil.which("gh", path=hook_env()["PATH"]) is None  # as on this machine
+    origin(project)
+    result = template_update(project, "--open-pr")
+    assert result.returncode == 2
+    assert last_line(result) == "gh is not on PATH: install GitHub CLI, or run without --open-pr"
+    assert_as_it_started(project, "Our changes")
 
 
 def test_template_update_needs_a_clean_worktree(history: Path, tmp_path: Path) -> None:
@@ -255,6 +440,57 @@ def test_template_update_needs_a_clean_worktree(history: Path, tmp_path: Path) -
     result = template_update(project)
     assert result.returncode == 2
     assert "not clean" in result.stderr
+
+
+# Local _src_path: every project in these tests is copied from a local path, as a project
+# copied from a checkout is; the scheduled job on GitHub cannot reach such a path.
+
+
+def test_template_update_warns_that_a_local_template_path_is_out_of_ci_reach(
+    history: Path, tmp_path: Path
+) -> None:
+    project = project_at(history, tmp_path / "p", "v1.0.1")
+    result = template_update(project)
+    assert result.returncode == 0, result.stderr
+    unreachable = "the template-update workflow cannot reach it"
+    fix = "to the template's URL (gh:owner/repo or https://host/owner/repo.git)"
+    assert result.stderr.strip().splitlines() == [
+        f"warning: _src_path is a local path ({history}): {unreachable}; "
+        f"set _src_path in .copier-answers.yml {fix}, or recopy from that URL"
+    ]
+    assert "up to date: template 1.0.1" in result.stdout
+
+
+@pytest.mark.parametrize("variable", ["CI", "GITHUB_ACTIONS"])
+def test_template_update_in_ci_refuses_a_local_template_path(
+    project: Path, history: Path, variable: str
+) -> None:
+    result = template_update(project, **{variable: "true"})
+    assert result.returncode == 2
+    assert last_line(result).startswith(f"_src_path is a local path ({history}): ")
+    assert_as_it_started(project, "Our changes")
+
+
+def test_template_update_in_ci_updates_a_project_that_records_a_url(
+    project: Path, history: Path
+) -> None:
+    """The answers name the template by URL (gh:...); git maps that URL to the local
+    release history and may use no other protocol, so nothing leaves this machine."""
+    answers = project / ".copier-answers.yml"
+    answers.write_text(answers.read_text().replace(f"_src_path: {history}", "_src_path: gh:o/t"))
+    commit(project, "Template by URL")
+    result = template_update(
+        project,
+        CI="true",
+        GIT_CONFIG_COUNT="1",
+        GIT_CONFIG_KEY_0=f"url.{history}.insteadOf",
+        GIT_CONFIG_VALUE_0="https://github.com/o/t.git",
+        GIT_ALLOW_PROTOCOL="file",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "_src_path" not in result.stderr
+    assert head(project) == "Update from template 1.0.0 to 1.0.1"
+    assert "_src_path: gh:o/t" in answers.read_text()
 
 
 # --- migrations (hooks/) ----------------------------------------------------------------
