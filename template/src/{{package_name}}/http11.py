@@ -7,7 +7,7 @@ saying nothing after the TLS handshake, or by sending its request a byte at a ti
 (Slowloris), and never reach the guard's caps, which count websockets. Here every request,
 head and body (a websocket upgrade is a request), must have arrived whole within
 `request_timeout_seconds` of the TLS handshake or of the previous response, however its
-bytes trickle in. The TLS handshake has the same bound (see `tls.bound_handshakes`).
+bytes trickle in. The TLS handshake has the same bound (see `asynciotls`).
 
 It also refuses what RFC 9112 calls a sign of request smuggling (section 6.1): a request
 with both `Content-Length` and `Transfer-Encoding` (h11 reads it by Transfer-Encoding and
