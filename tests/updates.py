@@ -28,7 +28,7 @@ PIN_OLD = "actions/checkout@9c091bb21b7c1c1d1991bb908d89e4e9dddfe3e0 # v7.0.0"
 PIN_NEW = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1"
 FIXED_FILES = (
     "template/pyproject.toml.jinja",
-    "template/src/{{package_name}}/settings.py.jinja",
+    "template/src/{{package_name}}/settings.py",
     "template/.github/workflows/ci.yml.jinja",
     "template/.github/workflows/audit.yml",
     "template/SECURITY.md.jinja",
@@ -46,7 +46,7 @@ def old_release(repo: Path) -> None:
     """The tree before the fix, with a lock that matches its pyproject.toml."""
     template = repo / "template"
     replace(template / "pyproject.toml.jinja", FLOOR_NEW, FLOOR_OLD)
-    replace(template / "src/{{package_name}}/settings.py.jinja", TIMEOUT_NEW, TIMEOUT_OLD)
+    replace(template / "src/{{package_name}}/settings.py", TIMEOUT_NEW, TIMEOUT_OLD)
     for workflow in ("ci.yml.jinja", "audit.yml"):
         replace(template / ".github/workflows" / workflow, PIN_NEW, PIN_OLD)
     (template / "SECURITY.md.jinja").unlink()

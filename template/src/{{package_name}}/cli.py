@@ -36,7 +36,7 @@ from .answers import PROJECT_NAME, SCRIPT
 from .auth import MAX_ROOM_GRANTS, MAX_SUB_CHARS, is_room_grant, is_subject
 from .events import SCOPE_JOIN, SCOPE_WRITE
 from .lifecycle import ADMIN_SCOPE
-from .server import create_app, listen, uvicorn_config
+from .server import create_app, listen, prepare_process, uvicorn_config
 from .settings import ENV_PREFIX, Finding, Settings, SettingsError, find_env_file, load
 
 PROG: Final = SCRIPT
@@ -278,6 +278,7 @@ def serve_command(args: argparse.Namespace) -> int:
             ENV_PREFIX,
         )
     config = uvicorn_config(settings, create_app(settings))
+    prepare_process(settings)
     # Everything built so far lives as long as the process: freeze it, so that the garbage
     # collector's full passes scan only what connections allocate, not every module and
     # schema again (about half of the collector's time per connection, see the benchmark).

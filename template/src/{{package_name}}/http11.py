@@ -7,13 +7,20 @@ saying nothing after the TLS handshake, or by sending its request a byte at a ti
 (Slowloris), and never reach the guard's caps, which count websockets. Here every request,
 head and body (a websocket upgrade is a request), must have arrived whole within
 `request_timeout_seconds` of the TLS handshake or of the previous response, however its
-bytes trickle in. The TLS handshake has the same bound (see `tls.bound_handshakes`).
+bytes trickle in. The TLS handshake has the same bound (see `asynciotls`).
 
 It also refuses what RFC 9112 calls a sign of request smuggling (section 6.1): a request
 with both `Content-Length` and `Transfer-Encoding` (h11 reads it by Transfer-Encoding and
 kept the connection open for the next request). Such a request, and every other request
 h11 cannot parse, gets uvicorn's 400 with the security headers (C20), one security-log
 line, and the connection is closed.
+
+Upstream, what this subclass works around and relies on: uvicorn
+`protocols/http/h11_impl.py`, `H11Protocol` (0.54): no deadline before the first request,
+and `timeout_keep_alive` re-armed per request rather than per connection; it overrides
+`connection_made`, `connection_lost`, `handle_events`, `handle_websocket_upgrade`,
+`on_response_complete` and `send_400_response` and replaces `self.conn`, so a uvicorn bump
+needs those re-read (pyproject.toml pins the range it was verified on).
 """
 
 from __future__ import annotations

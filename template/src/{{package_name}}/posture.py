@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from . import devcerts, keys, tls
+from . import asynciotls, devcerts, keys, tls
 from .settings import Finding, Settings
 from .tlsgroups import GroupsError
 
@@ -149,7 +149,13 @@ def _certificate_findings(settings: Settings, cert: x509.Certificate) -> list[Fi
 
 
 def warnings(settings: Settings) -> list[str]:
-    """What is not yet unsafe but soon will be: a certificate about to expire."""
+    """What is not unsafe but weaker than it should be: a certificate about to expire, or
+    asyncio's TLS layer left unpatched on this Python (see asynciotls)."""
+    unpatched = asynciotls.unavailable()
+    return _certificate_warnings(settings) + ([unpatched] if unpatched else [])
+
+
+def _certificate_warnings(settings: Settings) -> list[str]:
     path = settings.tls_cert_file
     if path is None or not path.is_file():
         return []

@@ -41,7 +41,14 @@ class DropDenialQuirk(logging.Filter):
     """uvicorn 0.54's websockets-sansio protocol logs "ASGI callable returned without
     completing handshake." after an ASGI denial response (how the guard refuses an upgrade
     with headers) although the response was sent. Our app leaves a handshake incomplete
-    only there, so the line is noise an attacker could multiply."""
+    only there, so the line is noise an attacker could multiply.
+
+    Upstream: uvicorn `protocols/websockets/websockets_sansio_impl.py`,
+    `WebSocketsSansIOProtocol.run_asgi()` tests only `handshake_complete`, which `send()`
+    leaves False for a `websocket.http.response.*` denial (it records `initial_response`),
+    and logs that message at ERROR. Matched by its exact text: re-verify it on a uvicorn
+    bump (pyproject.toml pins the range it was verified on).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.msg != "ASGI callable returned without completing handshake."

@@ -1,10 +1,13 @@
 """The server factory: the Socket.IO server behind its guard, and the uvicorn config.
 
-`create_app(settings)` builds everything from an explicit settings object; nothing happens
-at import time. Controls: websocket-only (C02), exact origin list (C03, also in the guard),
-CONNECT-time JWT (C04), session expiry and revocation (C06, C07), per-event scopes (C08),
-size limits (C10), rate and connection limits (C11), client address (C12), security
-headers (C20); no admin UI (C21).
+`create_app(settings)` and `uvicorn_config()` build everything from an explicit settings
+object and change nothing outside what they build; `prepare_process()` holds the
+process-wide changes, made once before serving. Nothing happens at import time.
+
+Controls: websocket-only (C02), exact origin list (C03, also in the guard), CONNECT-time
+JWT (C04), session expiry and revocation (C06, C07), per-event scopes (C08), size limits
+(C10), rate and connection limits (C11), client address (C12), security headers (C20); no
+admin UI (C21).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Final
 import socketio
 import uvicorn
 
-from . import events, http11, keys, listener, seclog, tls, websocket
+from . import asynciotls, events, http11, keys, listener, seclog, tls, websocket
 from .auth import TokenVerifier
 from .dispatch import Router
 from .guard import Guard
@@ -76,7 +79,8 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
 
 
 def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
-    """The server configuration that `serve` and the tests run: TLS and size limits."""
+    """The server configuration that `serve` and the tests run: TLS and size limits.
+    Serve it after `prepare_process()`."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         raise ValueError("TLS certificate and key are required")
     context = tls.server_context(
@@ -84,16 +88,13 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         settings.tls_key_file,
         handshake_seconds=settings.request_timeout_seconds,
     )
-    tls.share_receive_buffer()
-    tls.bound_handshakes()
-    seclog.harden_server_loggers(settings.log_level)
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         ssl_context_factory=lambda _config, _default: context,
         # The standard library's event loop whatever else is installed (uvicorn would pick
-        # uvloop if present, whose TLS layer tls.share_receive_buffer() does not reach).
+        # uvloop if present, whose TLS layer asynciotls does not reach).
         loop="asyncio",
         # uvicorn's h11 protocol with a deadline for every request (C11; see http11).
         http=http11.protocol_class(settings.request_timeout_seconds),
@@ -119,6 +120,15 @@ def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
+
+
+def prepare_process(settings: Settings) -> None:
+    """The process-wide changes serving needs, made once before serving (`serve`, the test
+    servers): uvicorn's loggers hardened (see seclog) and asyncio's TLS layer patched for
+    the handshake deadline, the failed-handshake log line and the shared receive buffer
+    (see asynciotls, which keeps asyncio's own behaviour where it cannot, and says so)."""
+    seclog.harden_server_loggers(settings.log_level)
+    asynciotls.install()
 
 
 def listen(settings: Settings, *, port: int | None = None) -> listener.Listener:

@@ -16,8 +16,15 @@ after the server's close frame it waits 10 s for the client's. Here:
 - every HTTP response this protocol writes itself (a refused upgrade) carries the
   security headers.
 
-This is a subclass of uvicorn's protocol (uvicorn's `ws` setting takes a class); it relies
-on uvicorn 0.54's method names, checked by `protocol_class()` before anything runs.
+This is a subclass of uvicorn's protocol (uvicorn's `ws` setting takes a class). Upstream:
+uvicorn `protocols/websockets/websockets_sansio_impl.py`, `WebSocketsSansIOProtocol` (0.54),
+whose `data_received()` feeds websockets' sans-I/O `ServerProtocol` and dispatches each
+frame to `handle_text/bytes/cont/ping/pong()` with no budget, and whose `send()` writes
+without checking the transport's buffer. It relies on those method names (checked by
+`protocol_class()` before anything runs) and on attributes they share (`conn`, `frames`,
+`close_timer`, `handshake_complete`, `close_sent`), and on websockets 17's `ServerProtocol`
+(`send_response()`, `handshake_exc`, `data_to_send()`). pyproject.toml pins the uvicorn
+and websockets ranges this was verified on; re-read both on a bump.
 """
 
 from __future__ import annotations

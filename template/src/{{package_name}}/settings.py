@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from dotenv import dotenv_values
-from pydantic import Field, {% if jwt_is_hmac %}SecretStr, {% endif %}ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ENV_PREFIX = "{{ env_prefix }}"
+from . import answers
+
+ENV_PREFIX = answers.ENV_PREFIX
 ENV_NAME = ".env"
 
 
@@ -36,27 +38,18 @@ class Settings(BaseSettings):
     port: int = Field(default=8443, ge=1, le=65535)
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-{%- if cors_allowed_origins | length == 1 %}
-    cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ("{{ cors_allowed_origins[0] }}",)
-{%- else %}
-    cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = (
-{%- for origin in cors_allowed_origins %}
-        "{{ origin }}",
-{%- endfor %}
-    )
-{%- endif %}
+    cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = answers.CORS_ALLOWED_ORIGINS
     require_origin: bool = False
-    jwt_issuer: str = "{{ jwt_issuer }}"
-    jwt_audience: str = "{{ jwt_audience }}"
-    jwt_leeway_seconds: int = Field(default={{ jwt_leeway_seconds }}, ge=0)
-{%- if jwt_is_hmac %}
+    jwt_issuer: str = answers.JWT_ISSUER
+    jwt_audience: str = answers.JWT_AUDIENCE
+    jwt_leeway_seconds: int = Field(default=answers.JWT_LEEWAY_SECONDS, ge=0)
+    # C05: the verification key. HS256 reads only jwt_secret; RS256, ES256 and EdDSA read
+    # only the other three. Setting one the algorithm does not read is a finding (see keys).
     jwt_secret: SecretStr | None = None
-{%- else %}
     jwt_public_key_file: Path | None = None
     jwt_jwks_url: str | None = None
     jwt_dev_private_key_file: Path | None = None
-{%- endif %}
-    max_message_bytes: int = {{ max_message_bytes }}
+    max_message_bytes: int = answers.MAX_MESSAGE_BYTES
     # C11: limits. events_per_second = 0 switches event rate limiting off (refused in production).
     events_per_second: float = Field(default=20.0, ge=0)
     event_burst: int = Field(default=40, ge=1)
