@@ -517,7 +517,7 @@ MUTATIONS = [
             ),
         ),
         "tests/test_startup.py -k revocation_ttl",
-        ("test_production_server_refuses_to_start_on_insecure_setting",),
+        ("test_check_names_each_insecure_setting",),
     ),
     Mutation(
         "C13",
@@ -565,7 +565,7 @@ MUTATIONS = [
         "posture.py",
         (("if cert.not_valid_after_utc <= now:", "if False:"),),
         "tests/test_startup.py -k unusable_certificate",
-        ("test_production_server_refuses_an_unusable_certificate[expired]",),
+        ("test_check_names_an_unusable_certificate[expired]",),
     ),
     Mutation(
         "C14",
@@ -573,7 +573,7 @@ MUTATIONS = [
         "posture.py",
         (("if cert.not_valid_before_utc > now:", "if False:"),),
         "tests/test_startup.py -k unusable_certificate",
-        ("test_production_server_refuses_an_unusable_certificate[not-yet-valid]",),
+        ("test_check_names_an_unusable_certificate[not-yet-valid]",),
     ),
     Mutation(
         "C14",
@@ -581,7 +581,7 @@ MUTATIONS = [
         "posture.py",
         (("if settings.is_production and any(unit.value", "if False and any(unit.value"),),
         "tests/test_startup.py -k unusable_certificate",
-        ("test_production_server_refuses_an_unusable_certificate[init-dev-ca]",),
+        ("test_check_names_an_unusable_certificate[init-dev-ca]",),
     ),
     Mutation(
         "C14",
@@ -928,7 +928,10 @@ MUTATIONS = [
             ),
         ),
         "tests/test_startup.py -k debug_logging",
-        ("test_production_server_refuses_to_start_on_insecure_setting",),
+        (
+            "test_check_names_each_insecure_setting",
+            "test_production_server_refuses_to_start_on_insecure_setting",
+        ),
     ),
 ]
 
