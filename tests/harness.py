@@ -23,7 +23,7 @@ PACKAGE = "secure_rooms"  # derived from the default project_name
 SCRIPT = "secure-rooms"
 ALGORITHMS = ("HS256", "RS256", "ES256", "EdDSA")
 PROFILES = ("intermediate", "modern")
-PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
+PYTHON_VERSIONS = ("3.11", "3.12", "3.13", "3.14")
 # The Python running the tests; other supported versions run when this machine has them
 # (see interpreters()), and all of them in the rendered project's own CI.
 RUNNABLE_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -158,14 +158,18 @@ def git_init(project: Path) -> None:
 
 
 def hooked(
-    args: Sequence[str | Path], cwd: Path, *, timeout: float = 600
+    args: Sequence[str | Path],
+    cwd: Path,
+    *,
+    timeout: float = 600,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command in a project with `hook_env()`; returns the result whatever the exit
-    code, for tests that expect a refusal as much as a success."""
+    """Run a command in a project with `hook_env()` (and `env`); returns the result whatever
+    the exit code, for tests that expect a refusal as much as a success."""
     return subprocess.run(  # noqa: S603 - our tools, our arguments
         [str(arg) for arg in args],
         cwd=cwd,
-        env={**os.environ, **hook_env()},
+        env={**os.environ, **hook_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -173,9 +177,11 @@ def hooked(
     )
 
 
-def pre_commit(project: Path, venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def pre_commit(
+    project: Path, venv: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The project's own pre-commit checks; returns the result whatever the exit code."""
-    return hooked([tool(venv, "pre-commit"), "run", "--color", "never", *args], project)
+    return hooked([tool(venv, "pre-commit"), "run", "--color", "never", *args], project, env=env)
 
 
 def copy_worktree(dst: Path) -> Path:
