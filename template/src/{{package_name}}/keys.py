@@ -19,7 +19,7 @@ import asyncio
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeAlias, TypeGuard
+from typing import Any, Final, Protocol, TypeGuard
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -37,10 +37,10 @@ JWKS_TIMEOUT_SECONDS: Final = 5.0
 HMAC_SETTINGS: Final = ("jwt_secret",)
 PUBLIC_KEY_SETTINGS: Final = ("jwt_public_key_file", "jwt_jwks_url", "jwt_dev_private_key_file")
 
-PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 # What a token is verified with: the HS256 secret, or a public key of the algorithm.
-VerificationKey: TypeAlias = bytes | PublicKey
+VerificationKey = bytes | PublicKey
 
 
 class UnknownKeyError(Exception):
