@@ -51,26 +51,22 @@ class KeySource(Protocol):
     async def key_for(self, header: Mapping[str, Any]) -> VerificationKey: ...
 
 
+# The public and private key classes of each asymmetric algorithm.
+KEY_CLASSES: Final[Mapping[str, tuple[type, type]]] = {
+    "RS256": (rsa.RSAPublicKey, rsa.RSAPrivateKey),
+    "ES256": (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey),
+    "EdDSA": (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey),
+}
+
+
 def is_public_key(key: object) -> TypeGuard[PublicKey]:
     """Whether `key` is a public key of the project's algorithm (never, under HS256)."""
-    if ALGORITHM == "RS256":
-        return isinstance(key, rsa.RSAPublicKey)
-    if ALGORITHM == "ES256":
-        return isinstance(key, ec.EllipticCurvePublicKey)
-    if ALGORITHM == "EdDSA":
-        return isinstance(key, ed25519.Ed25519PublicKey)
-    return False
+    return ALGORITHM in KEY_CLASSES and isinstance(key, KEY_CLASSES[ALGORITHM][0])
 
 
 def is_private_key(key: object) -> TypeGuard[PrivateKey]:
     """Whether `key` is a private key of the project's algorithm (never, under HS256)."""
-    if ALGORITHM == "RS256":
-        return isinstance(key, rsa.RSAPrivateKey)
-    if ALGORITHM == "ES256":
-        return isinstance(key, ec.EllipticCurvePrivateKey)
-    if ALGORITHM == "EdDSA":
-        return isinstance(key, ed25519.Ed25519PrivateKey)
-    return False
+    return ALGORITHM in KEY_CLASSES and isinstance(key, KEY_CLASSES[ALGORITHM][1])
 
 
 class SecretKeySource:
