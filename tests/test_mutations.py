@@ -1009,12 +1009,13 @@ class Base:
 
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Base]:
-    """One rendered project per TLS profile, with a venv holding only its dependencies:
-    each mutant runs from its own source tree via PYTHONPATH."""
+    """One rendered project per TLS profile, installed from its lock: each mutant runs from
+    its own source tree via PYTHONPATH, which comes before the installed package (whose
+    metadata, the version and description, the command line reads)."""
     made = {}
     for profile in sorted({m.profile for m in MUTATIONS}):
         project = render(tmp_path_factory.mktemp(f"base-{profile}") / "p", tls_profile=profile)
-        made[profile] = Base(project, make_venv(project, install_project=False))
+        made[profile] = Base(project, make_venv(project))
     return made
 
 

@@ -15,8 +15,8 @@ from live import (
     Pki,
     SigningKeys,
     TokenFactory,
-    closed_by_server,
     connected,
+    frames_until_closed,
     live_server,
     make_settings,
     raw_socketio,
@@ -41,8 +41,7 @@ async def test_session_ends_with_a_notice_when_its_token_expires(
     """C06: an `auth_expired` notice, then the disconnect."""
     async with connected(roomy, make_token(ttl=SHORT_TTL)) as client:
         notices = Notices(client, "auth_expired")
-        await notices.wait_disconnected(SHORT_TTL + 5)
-        assert notices.order == ["auth_expired", "disconnect"]
+        await notices.ended_by("auth_expired", SHORT_TTL + 5)
         assert notices.received["auth_expired"][0]["code"] == "auth_expired"
 
 
@@ -74,8 +73,7 @@ async def test_reauth_with_a_worse_token_is_refused_and_the_session_still_expire
         notices = Notices(client, "auth_expired")
         ack = await client.call("reauth", {"token": worse}, timeout=5)
         assert ack["error"]["code"] == "forbidden"
-        await notices.wait_disconnected(SHORT_TTL + 5)
-        assert notices.order == ["auth_expired", "disconnect"]
+        await notices.ended_by("auth_expired", SHORT_TTL + 5)
 
 
 async def test_revoke_disconnects_every_connection_of_the_subject(
@@ -92,8 +90,7 @@ async def test_revoke_disconnects_every_connection_of_the_subject(
         ack = await admin.call("revoke", {"sub": "alice"}, namespace="/admin", timeout=5)
         assert ack == {"ok": True, "sub": "alice", "disconnected": 2}
         for notices in watched:
-            await notices.wait_disconnected(5)
-            assert notices.order == ["revoked", "disconnect"]
+            await notices.ended_by("revoked", 5)
         assert (await bob.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
 
 
@@ -144,11 +141,15 @@ async def test_expired_session_closes_the_websocket_whatever_the_client_does(
     roomy: LiveServer, make_token: TokenFactory
 ) -> None:
     """C06: a raw client that ignores the notice and the Socket.IO DISCONNECT still loses
-    its websocket (it kept it, answering pings, and received its rooms' broadcasts)."""
+    its websocket (it kept it, answering pings, and received its rooms' broadcasts). On
+    the wire: the `auth_expired` notice, then the DISCONNECT, then the close."""
     async with raw_socketio(roomy, token=make_token(sub="ignorer", ttl=SHORT_TTL)) as ws:
         started = time.monotonic()
-        await closed_by_server(ws, SHORT_TTL + CLOSE_SECONDS + 3)
+        frames = await frames_until_closed(ws, SHORT_TTL + CLOSE_SECONDS + 3)
         assert time.monotonic() - started < SHORT_TTL + CLOSE_SECONDS + 2
+        # The notice, the Socket.IO DISCONNECT, the Engine.IO close; then the close frame.
+        assert frames[-3].startswith('42["auth_expired",'), frames
+        assert frames[-2:] == ["41", "1"], frames
 
 
 async def test_revoke_closes_the_websockets_and_admin_sessions_of_the_subject(
@@ -163,9 +164,11 @@ async def test_revoke_closes_the_websockets_and_admin_sessions_of_the_subject(
         own_notices = Notices(own, "revoked", namespace="/admin")
         ack = await admin.call("revoke", {"sub": "mallory"}, namespace="/admin", timeout=5)
         assert ack == {"ok": True, "sub": "mallory", "disconnected": 2}
-        await closed_by_server(ws, CLOSE_SECONDS + 3)
-        await own_notices.wait_disconnected(CLOSE_SECONDS + 3)
-        assert own_notices.order == ["revoked", "disconnect"]
+        frames = await frames_until_closed(ws, CLOSE_SECONDS + 3)
+        # The notice, the Socket.IO DISCONNECT, the Engine.IO close; then the close frame.
+        assert frames[-3].startswith('42["revoked",'), frames
+        assert frames[-2:] == ["41", "1"], frames
+        await own_notices.ended_by("revoked", CLOSE_SECONDS + 3)
 
 
 async def test_sessions_per_subject_are_capped(
@@ -201,8 +204,7 @@ async def test_reauth_cannot_extend_a_session_past_its_absolute_lifetime(
             ack = await client.call("reauth", {"token": make_token(sub="renewer")}, timeout=5)
             assert ack["ok"] is True
             assert ack["expires_at"] <= time.time() + SHORT_TTL
-            await notices.wait_disconnected(SHORT_TTL + CLOSE_SECONDS + 3)
-            assert notices.order == ["auth_expired", "disconnect"]
+            await notices.ended_by("auth_expired", SHORT_TTL + CLOSE_SECONDS + 3)
 
 
 async def test_idle_session_ends_with_a_notice_and_an_active_one_stays(
@@ -221,6 +223,5 @@ async def test_idle_session_ends_with_a_notice_and_an_active_one_stays(
             for _ in range(6):  # 2.4 s of events, each well within the timeout
                 assert (await worker.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
                 await asyncio.sleep(0.4)
-            await idle.wait_disconnected(CLOSE_SECONDS + 3)
-            assert idle.order == ["idle_timeout", "disconnect"]
+            await idle.ended_by("idle_timeout", CLOSE_SECONDS + 3)
             assert busy.order == []
