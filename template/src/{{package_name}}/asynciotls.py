@@ -20,8 +20,8 @@ so three things a hardened server needs can only be had by changing that class:
    `proactor_events.py`). The patched `get_buffer()` hands every connection of a thread the
    same buffer; nothing about the protocol, the ciphers or the checks changes.
 
-These read and replace private names of asyncio, the same in CPython 3.11.7, 3.12.1 and
-3.13.0 (their sslproto.py compared). Before touching anything, `install()` checks that the
+These read and replace private names of asyncio, the same in CPython 3.11.7, 3.12.1, 3.13.0
+and 3.14 (their sslproto.py compared). Before touching anything, `install()` checks that the
 running Python is one of `VERIFIED_PYTHONS` and that every name the patches use is there;
 otherwise it leaves asyncio as it is (60 s handshakes, failed handshakes unlogged, a buffer
 per connection) and says so in one security-log line, and `check` prints the same as a
@@ -46,8 +46,11 @@ from .tls import ServerContext
 
 # The Pythons whose asyncio/sslproto.py these patches were read against and tested on
 # (tests/test_tls.py -k "receive_buffer or asyncio", tests/test_limits.py -k handshake,
-# tests/test_security_log.py -k tls_handshakes).
-VERIFIED_PYTHONS: Final = ((3, 11), (3, 12), (3, 13))
+# tests/test_security_log.py -k tls_handshakes). 3.14's sslproto.py (read from the 3.14
+# standard library Pyodide 314.0.7 ships) differs from 3.13.0's only in
+# _SSLProtocolTransport.is_closing(), which the patches do not touch, and its
+# selector_events.py accepts as 3.13's does; its tests run in the project's CI.
+VERIFIED_PYTHONS: Final = ((3, 11), (3, 12), (3, 13), (3, 14))
 RECEIVE_BUFFER_BYTES: Final = 256 * 1024
 # The size of each plaintext read, and of the buffer a connection holds until its first
 # read. A TLS record carries at most 16 KiB of plaintext (RFC 8446, 5.1).
