@@ -32,6 +32,7 @@ from harness import (
     ALGORITHMS,
     PROFILES,
     PYTHON_VERSIONS,
+    ROOT,
     git_init,
     make_venv,
     pre_commit,
@@ -82,8 +83,12 @@ def imported_modules(project: Path) -> set[str]:
 
 
 def refused_packages() -> set[str]:
-    """The package names copier.yml's project_name validator lists as refused."""
-    return set(re.findall(r"'([a-z0-9_]+)'", QUESTIONS["project_name"]["validator"]))
+    """The package names copier.yml's project_name validator lists as refused, and the
+    standard library's modules it refuses from includes/stdlib.jinja."""
+    listed = set(re.findall(r"'([a-z0-9_]+)'", QUESTIONS["project_name"]["validator"]))
+    stdlib = (ROOT / "includes" / "stdlib.jinja").read_text()
+    body = stdlib[stdlib.index("stdlib_modules() -%}") : stdlib.index("{%- endmacro")]
+    return listed | set(body.split()[2:])
 
 
 def is_refused(package: str) -> bool:

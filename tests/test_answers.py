@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import PACKAGE, ROOT, render
+from harness import PACKAGE, ROOT, interpreters, render
 
 BAD_ANSWERS = [
     ("project_name", "1service", "must start with a letter"),
@@ -31,6 +31,8 @@ BAD_ANSWERS = [
     ("project_name", "Live", "would shadow a module"),
     ("project_name", "Jwt", "would shadow a module"),
     ("project_name", "Test Auth", "would shadow a module"),
+    ("project_name", "Email", "'email', a module of Python's standard library"),
+    ("project_name", "Zipfile", "a module of Python's standard library"),
     ("description", 'say "hi"', "without double quotes"),
     ("description", "x" * 201, "1 to 200 characters"),
     ("author_name", "a\nb", "one line"),
@@ -286,3 +288,23 @@ def test_answer_ranges_are_the_services_limits() -> None:
         limits["MIN_MESSAGE_BYTES"],
         limits["MAX_MESSAGE_BYTES"],
     )
+
+
+def test_every_standard_library_module_is_refused_as_a_package_name() -> None:
+    """includes/stdlib.jinja lists every public standard-library module of each Python this
+    machine has (a package of that name is shadowed by, or shadows, the standard library's)."""
+    import jinja2
+
+    listed = set(
+        jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT), autoescape=True)
+        .get_template("includes/stdlib.jinja")
+        .module.stdlib_modules()  # type: ignore[attr-defined]
+        .split()
+    )
+    for version, python in interpreters().items():
+        names = subprocess.run(  # noqa: S603 - a local interpreter, our own code
+            [python, "-c", "import sys; print(*sorted(sys.stdlib_module_names))"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        public = {name for name in names if not name.startswith("_")}
+        assert public <= listed, (version, sorted(public - listed))
