@@ -137,6 +137,16 @@ def tool(venv: Path, name: str) -> Path:
     return venv / "bin" / name
 
 
+def project_tests(project: Path, venv: Path, *selection: str) -> None:
+    """The project's own pytest (all of it unless `selection` narrows it): some passed,
+    none failed, none skipped."""
+    result = run([tool(venv, "pytest"), "-q", "-p", "no:cacheprovider", *selection],
+                 cwd=project, timeout=900)  # fmt: skip
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout
+    assert " skipped" not in result.stdout
+
+
 def tooling(name: str) -> Path:
     """A tool of the template's own environment (tests/requirements.txt)."""
     return Path(sys.executable).parent / name

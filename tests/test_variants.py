@@ -38,6 +38,7 @@ from harness import (
     interpreters,
     make_venv,
     pre_commit,
+    project_tests,
     render,
     run,
     tool,
@@ -93,14 +94,6 @@ def project_checks(project: Path, venv: Path) -> None:
     run([tool(venv, "zizmor"), "--offline", "--persona", "pedantic", ".github"], cwd=project)
 
 
-def live_tests(project: Path, venv: Path, *selection: str) -> None:
-    result = run([tool(venv, "pytest"), "-q", "-p", "no:cacheprovider", *selection],
-                 cwd=project, timeout=900)  # fmt: skip
-    assert " passed" in result.stdout
-    assert " failed" not in result.stdout
-    assert " skipped" not in result.stdout
-
-
 def rendered(tmp_path: Path, algorithm: str, profile: str, python: str) -> tuple[Path, Path]:
     project = render(
         tmp_path / "project", jwt_algorithm=algorithm, tls_profile=profile, python_version=python
@@ -115,7 +108,7 @@ def test_variant_passes_its_checks_and_its_whole_suite(
 ) -> None:
     project, venv = rendered(tmp_path, algorithm, profile, python)
     project_checks(project, venv)
-    live_tests(project, venv)
+    project_tests(project, venv)
 
 
 @pytest.mark.timeout(900)
@@ -131,7 +124,7 @@ def test_variant_passes_the_tests_its_answers_change(
     selection = [f"tests/{name}" for name in VARIANT_TESTS if (project / "tests" / name).exists()]
     assert len(selection) >= len(VARIANT_TESTS) - (algorithm == "HS256"), selection
     deselected = [f"--deselect={test}" for test in SAME_IN_EVERY_VARIANT]
-    live_tests(project, venv, *selection, *deselected)
+    project_tests(project, venv, *selection, *deselected)
 
 
 def test_every_pair_and_every_python_here_is_run() -> None:
@@ -146,7 +139,7 @@ def test_every_pair_and_every_python_here_is_run() -> None:
     whole = inspect.getsource(
         test_update.test_a_fix_arrives_the_owners_edits_stay_and_the_tests_pass
     )
-    assert 'run([tool(venv, "pytest"), "-q", "-p", "no:cacheprovider"]' in whole
+    assert "project_tests(project, venv)" in whole, "the whole suite, unnarrowed"
 
 
 STATIC_ONLY = [version for version in PYTHON_VERSIONS if version not in RUNNABLE]

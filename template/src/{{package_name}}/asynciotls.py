@@ -150,26 +150,33 @@ def _missing() -> list[str]:
     return [f"SSLProtocol.{name}" if "." not in name else name for name in missing]
 
 
+def _obstacle() -> tuple[str, list[str]] | None:
+    """Why the patches cannot go in here: ("python_unverified", [this Python]) or
+    ("asyncio_changed", [the names it lacks]); None when they can."""
+    if sys.version_info[:2] not in VERIFIED_PYTHONS:
+        return "python_unverified", [f"{sys.version_info.major}.{sys.version_info.minor}"]
+    missing = _missing()
+    return ("asyncio_changed", missing) if missing else None
+
+
 def unavailable() -> str | None:
     """Why `install()` would leave asyncio's TLS layer unpatched here, or None. Changes
     nothing; `check` prints it."""
-    if installed():
+    obstacle = None if installed() else _obstacle()
+    if obstacle is None:
         return None
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    verified = ", ".join(f"{major}.{minor}" for major, minor in VERIFIED_PYTHONS)
+    reason, details = obstacle
     consequence = (
         "TLS handshakes keep asyncio's 60 s deadline, failed handshakes are not logged and "
         "every TLS connection holds its own 256 KiB receive buffer"
     )
-    if sys.version_info[:2] not in VERIFIED_PYTHONS:
+    if reason == "python_unverified":
+        verified = ", ".join(f"{major}.{minor}" for major, minor in VERIFIED_PYTHONS)
         return (
-            f"asyncio's TLS layer is not patched on Python {python} "
+            f"asyncio's TLS layer is not patched on Python {details[0]} "
             f"(verified on {verified}): {consequence}"
         )
-    missing = _missing()
-    if missing:
-        return f"asyncio's TLS layer is not patched: it lacks {', '.join(missing)}: {consequence}"
-    return None
+    return f"asyncio's TLS layer is not patched: it lacks {', '.join(details)}: {consequence}"
 
 
 def install() -> bool:
@@ -178,21 +185,15 @@ def install() -> bool:
     nothing, log one security-log line, and return False."""
     if installed():
         return True
-    if sys.version_info[:2] not in VERIFIED_PYTHONS:
+    obstacle = _obstacle()
+    if obstacle is not None:
+        reason, details = obstacle
+        field = "python" if reason == "python_unverified" else "missing"
         seclog.event(
             "asyncio_tls_unpatched",
             level=logging.WARNING,
-            reason="python_unverified",
-            python=f"{sys.version_info.major}.{sys.version_info.minor}",
-        )
-        return False
-    missing = _missing()
-    if missing:
-        seclog.event(
-            "asyncio_tls_unpatched",
-            level=logging.WARNING,
-            reason="asyncio_changed",
-            missing=",".join(missing),
+            reason=reason,
+            **{field: ",".join(details)},
         )
         return False
     protocol = sslproto.SSLProtocol
