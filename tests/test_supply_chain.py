@@ -195,6 +195,20 @@ def test_workflows_follow_the_ci_rules(by_python: dict[str, Path]) -> None:
             assert version.startswith("v"), (path, action)
 
 
+def test_live_tests_in_ci_run_on_a_python_whose_openssl_the_server_reaches(
+    by_python: dict[str, Path],
+) -> None:
+    """The rendered CI's live tests run on setup-python's CPython, never on a build uv
+    downloads (python-build-standalone hides OpenSSL's symbols: tlsgroups falls back to
+    P-256 alone and the X25519 handshake test fails)."""
+    for project in by_python.values():
+        job = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())["jobs"]["test"]
+        assert job["env"]["UV_PYTHON_PREFERENCE"] == "only-system"
+        assert job["env"]["UV_PYTHON"] == "${{ matrix.python }}"
+        setup = [step for step in job["steps"] if "actions/setup-python@" in step.get("uses", "")]
+        assert [step["with"]["python-version"] for step in setup] == ["${{ matrix.python }}"]
+
+
 def test_rendered_pins_agree_with_the_ones_dependabot_updates(by_python: dict[str, Path]) -> None:
     """Dependabot updates plain workflow files (here and template/.github/workflows/*.yml)
     but not .jinja ones: every pin a project receives must be one of those, and they must
