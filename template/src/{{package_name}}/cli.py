@@ -31,7 +31,7 @@ from typing import Final, NoReturn
 import jwt
 import uvicorn
 
-from . import admin, devcerts, keys, posture, seclog, tls
+from . import admin, cluster, devcerts, keys, posture, seclog, tls
 from .answers import PROJECT_NAME, SCRIPT
 from .auth import MAX_ROOM_GRANTS, MAX_SUB_CHARS, is_room_grant, is_subject
 from .events import SCOPE_JOIN, SCOPE_WRITE
@@ -260,6 +260,16 @@ def serve_command(args: argparse.Namespace) -> int:
     logging.getLogger(PROG).info("%s", _source(env_file))
     if _refusals(settings):
         return EXIT_REFUSED
+    if settings.message_queue_url is not None:
+        # A wrong password or a missing permission is a configuration error: refuse now,
+        # not once per reconnection later. A queue that does not answer is an outage:
+        # serve degraded (local traffic flows) until it does.
+        try:
+            unreachable = asyncio.run(cluster.preflight(settings))
+        except cluster.QueueRefused as exc:
+            raise Refused(f"refusing to start: {exc}") from None
+        if unreachable:
+            logging.getLogger(PROG).warning("%s", unreachable)
     # Bind before the app is built or its warnings logged: a busy port is one line and
     # exit 2, never after a report that the server started.
     try:
@@ -355,7 +365,14 @@ def revoke_command(args: argparse.Namespace) -> int:
         ack = asyncio.run(admin.revoke(url, token, args.sub, ca_file))
     except admin.AdminError as exc:
         raise Refused(f"revoke failed: {exc}") from None
-    print(f"revoked {args.sub}: {ack['disconnected']} connection(s) closed")
+    print(f"revoked {args.sub}: {ack['disconnected']} connection(s) closed on that node")
+    if ack.get("shared") is True:
+        print("shared through the message queue: every node refuses it and closes its connections")
+    elif ack.get("shared") is False:
+        print(
+            "the message queue is down: the other nodes apply it when it is back "
+            "(that node refuses it now)"
+        )
     return 0
 
 
@@ -379,6 +396,13 @@ def check_command(args: argparse.Namespace) -> int:
     )
     print(f"request deadline  {settings.request_timeout_seconds:g} s (TLS handshake, each request)")
     print(f"trusted proxies   {', '.join(settings.forwarded_allow_ips) or '(none)'}")
+    print(f"message queue     {cluster.describe(settings)}")
+    kept = (
+        "in the message queue"
+        if settings.message_queue_url is not None
+        else str(settings.revocations_file or "in memory only")
+    )
+    print(f"revocations       {kept}, {settings.revocation_ttl_seconds} s")
     found = posture.findings(settings)
     for warning in posture.warnings(settings):
         print(f"WARNING {warning}")

@@ -1,5 +1,6 @@
 """The life of a session: connect (C04), expiry (C06), reauth (C06), revocation (C07),
-and ending a session with a notice. Wired to the server in `server.py`."""
+and ending a session with a notice. Wired to the server in `server.py`; with a message
+queue, revocations and the per-subject cap hold on every node (see cluster.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import socketio
 
 from . import seclog
 from .auth import AuthError, Identity, TokenVerifier
+from .cluster import Cluster
 from .dispatch import Ack, Context, error, ok
 from .guard import connection_state
 from .limits import TokenBucket
 from .packets import GatedServer
+from .revocations import Revocations
 from .schemas import Reauth, Revoke
-from .sessions import Revocations, Session, Sessions
+from .sessions import Session, Sessions
 from .settings import Settings
 
 ADMIN_NAMESPACE: Final = "/admin"
@@ -32,20 +35,23 @@ class Lifecycle:
         admin_sessions: Sessions,
         verifier: TokenVerifier,
         settings: Settings,
+        revocations: Revocations,
+        cluster: Cluster | None = None,
     ) -> None:
         self._sio = sio
         self._sessions = sessions
         self._admin_sessions = admin_sessions
         self._verifier = verifier
         self._settings = settings
-        self._revocations = Revocations(settings.revocation_ttl_seconds)
+        self._revocations = revocations
+        self._cluster = cluster
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ connect
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> None:
         identity = await self._authenticate(environ, auth, namespace="/")
-        conn = self._admit(environ, identity, self._sessions, "/")
+        conn = await self._admit(sid, environ, identity, self._sessions, "/")
         session = self._sessions.open(sid, identity, self._event_bucket(), conn)
         self._schedule_expiry(session)
         self._schedule_idle(session)
@@ -54,18 +60,30 @@ class Lifecycle:
         identity = await self._authenticate(environ, auth, namespace=ADMIN_NAMESPACE)
         if ADMIN_SCOPE not in identity.scopes:
             self._refused(environ, "admin_scope_missing", ADMIN_NAMESPACE, identity.sub)
-        conn = self._admit(environ, identity, self._admin_sessions, ADMIN_NAMESPACE)
+        conn = await self._admit(sid, environ, identity, self._admin_sessions, ADMIN_NAMESPACE)
         session = self._admin_sessions.open(sid, identity, self._event_bucket(), conn)
         self._schedule_expiry(session, namespace=ADMIN_NAMESPACE)
         self._schedule_idle(session, namespace=ADMIN_NAMESPACE)
 
-    def _admit(
-        self, environ: dict[str, Any], identity: Identity, registry: Sessions, namespace: str
+    async def _admit(
+        self,
+        sid: str,
+        environ: dict[str, Any],
+        identity: Identity,
+        registry: Sessions,
+        namespace: str,
     ) -> int:
         """The last check before a session opens: the subject's session cap (C11). A stolen
-        token cannot open thousands of sessions, each with its own event budget. Returns
-        the connection's number in the security log."""
-        if len(registry.sids_of(identity.sub)) >= self._settings.max_sessions_per_subject:
+        token cannot open thousands of sessions, each with its own event budget. With a
+        queue the cap counts every node's sessions; while the queue cannot say, this node's
+        own. Returns the connection's number in the security log."""
+        cap = self._settings.max_sessions_per_subject
+        if len(registry.sids_of(identity.sub)) >= cap:
+            self._refused(environ, "subject_cap", namespace, identity.sub)
+        if self._cluster is not None and (
+            await self._cluster.claim(namespace, identity.sub, sid, cap) is False
+        ):
+            self._cluster.release(namespace, sid)
             self._refused(environ, "subject_cap", namespace, identity.sub)
         state = connection_state(environ)
         if state is None:  # _authenticate refused these already
@@ -119,6 +137,8 @@ class Lifecycle:
         self._closed(self._admin_sessions, sid, ADMIN_NAMESPACE)
 
     def _closed(self, registry: Sessions, sid: str, namespace: str) -> None:
+        if self._cluster is not None:
+            self._cluster.release(namespace, sid)
         if registry.close(sid) is None:
             return
         state = connection_state(self._sio.get_environ(sid, namespace) or {})
@@ -177,7 +197,10 @@ class Lifecycle:
             namespace=namespace,
         )
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, namespace)
-        await self._sio.emit(code, error(code)["error"], to=sid, namespace=namespace)
+        # The session is on this node: no need to publish its notice to the others.
+        await self._sio.emit(
+            code, error(code)["error"], to=sid, namespace=namespace, ignore_queue=True
+        )
         await self._sio.disconnect(sid, namespace=namespace)
         if eio_sid is not None:
             await self._sio.close_transport(eio_sid)
@@ -225,14 +248,36 @@ class Lifecycle:
 
     async def revoke(self, ctx: Context, payload: Revoke) -> Ack:
         """Refuse the subject's current tokens, and disconnect every connection of it, each
-        after a `revoked` notice."""
-        self._revocations.revoke(payload.sub)
-        sids = self._sessions.sids_of(payload.sub)
-        admin_sids = self._admin_sessions.sids_of(payload.sub)
-        for sid in sids:
-            await self.end(sid, "revoked")
-        for sid in admin_sids:
-            await self.end(sid, "revoked", ADMIN_NAMESPACE)
-        ended = len(sids) + len(admin_sids)
-        seclog.event("revoked", sub=payload.sub, by=ctx.identity.sub, connections=ended)
-        return ok(sub=payload.sub, disconnected=ended)
+        after a `revoked` notice: here, and through the queue on every other node. `shared`
+        is False when the queue is lost: the other nodes learn it when it is back."""
+        at = time.time()
+        self._revocations.record(payload.sub, at)
+        await self._revocations.save()
+        shared = None
+        if self._cluster is not None:
+            shared = await self._cluster.share_revocation(payload.sub, at)
+        ended = await self._end_revoked(payload.sub)
+        seclog.event(
+            "revoked", sub=payload.sub, by=ctx.identity.sub, connections=ended, shared=shared
+        )
+        queue = {} if shared is None else {"shared": shared}
+        return ok(sub=payload.sub, disconnected=ended, **queue)
+
+    async def revoked_elsewhere(self, sub: str) -> None:
+        """A revocation made on another node (or read from the shared deny-list)."""
+        ended = await self._end_revoked(sub)
+        if ended:
+            seclog.event("revoked", sub=sub, by="queue", connections=ended)
+
+    async def _end_revoked(self, sub: str) -> int:
+        ended = 0
+        for registry, namespace in (
+            (self._sessions, "/"),
+            (self._admin_sessions, ADMIN_NAMESPACE),
+        ):
+            for sid in registry.sids_of(sub):
+                session = registry.get(sid)
+                if session is not None and self._revocations.refuses(session.identity):
+                    await self.end(sid, "revoked", namespace)
+                    ended += 1
+        return ended

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from . import asynciotls, devcerts, keys, tls
+from . import asynciotls, cluster, devcerts, keys, revocations, tls
 from .settings import Finding, Settings
 from .tlsgroups import GroupsError
 
@@ -34,6 +34,7 @@ def findings(settings: Settings) -> list[Finding]:
     """Everything unsafe about `settings`. Development mode relaxes only what it says."""
     found = [*_tls_findings(settings), *_origin_findings(settings)]
     found += keys.key_findings(settings)
+    found += cluster.queue_findings(settings) + revocations.findings(settings)
     if not settings.jwt_issuer.strip():
         found.append(Finding("jwt_issuer_missing", "jwt_issuer", "tokens need an issuer"))
     if not settings.jwt_audience.strip():
@@ -149,10 +150,12 @@ def _certificate_findings(settings: Settings, cert: x509.Certificate) -> list[Fi
 
 
 def warnings(settings: Settings) -> list[str]:
-    """What is not unsafe but weaker than it should be: a certificate about to expire, or
-    asyncio's TLS layer left unpatched on this Python (see asynciotls)."""
+    """What is not unsafe but weaker than it should be: a certificate about to expire, a
+    deny-list kept in memory only, or asyncio's TLS layer left unpatched on this Python
+    (see asynciotls)."""
     unpatched = asynciotls.unavailable()
-    return _certificate_warnings(settings) + ([unpatched] if unpatched else [])
+    found = _certificate_warnings(settings) + revocations.warnings(settings)
+    return found + ([unpatched] if unpatched else [])
 
 
 def _certificate_warnings(settings: Settings) -> list[str]:

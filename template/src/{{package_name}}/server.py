@@ -19,11 +19,13 @@ import uvicorn
 
 from . import asynciotls, events, http11, keys, listener, seclog, tls, websocket
 from .auth import TokenVerifier
+from .cluster import Cluster, revocations_store
 from .dispatch import Router
 from .guard import Guard
 from .lifecycle import ADMIN_NAMESPACE, ADMIN_SCOPE, Lifecycle
 from .limits import AcceptCaps
 from .packets import GatedServer
+from .revocations import Revocations
 from .schemas import Reauth, Revoke
 from .sessions import Sessions
 from .settings import Settings
@@ -41,8 +43,12 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
         max_lifetime=settings.max_token_lifetime_seconds,
         required_type=settings.jwt_required_type,
     )
+    revocations = Revocations(settings.revocation_ttl_seconds, revocations_store(settings))
+    # With a message queue, python-socketio's Redis manager, bounded (see cluster).
+    cluster = Cluster(settings, revocations) if settings.message_queue_url is not None else None
     # python-socketio's server with its packet handlers gated (see packets).
     sio = GatedServer(
+        client_manager=cluster.manager if cluster is not None else None,
         async_mode="asgi",
         transports=["websocket"],
         allow_upgrades=False,
@@ -60,7 +66,7 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
         engineio_logger=seclog.pinned_logger("engineio.server"),
     )
     sessions, admin_sessions = Sessions(), Sessions()
-    lifecycle = Lifecycle(sio, sessions, admin_sessions, verifier, settings)
+    lifecycle = Lifecycle(sio, sessions, admin_sessions, verifier, settings, revocations, cluster)
     strikes = max(1, settings.event_burst)
 
     sio.on("connect", handler=lifecycle.connect)
@@ -74,7 +80,15 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
     admin = Router(sio, admin_sessions, lifecycle.end, strikes=strikes, namespace=ADMIN_NAMESPACE)
     admin.on("revoke", Revoke, lifecycle.revoke, scope=ADMIN_SCOPE)
 
-    app = socketio.ASGIApp(sio, other_asgi_app=http_app, socketio_path=SOCKETIO_PATH)
+    if cluster is None:
+        web = http_app()
+    else:
+
+        async def join_cluster() -> None:
+            await cluster.start(sio, lifecycle.revoked_elsewhere)
+
+        web = http_app(startup=[join_cluster], shutdown=[cluster.stop], health=cluster.health)
+    app = socketio.ASGIApp(sio, other_asgi_app=web, socketio_path=SOCKETIO_PATH)
     return Guard(app, settings)
 
 

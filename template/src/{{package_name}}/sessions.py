@@ -32,28 +32,6 @@ class Session:
     rooms: set[str] = field(default_factory=set, repr=False)
 
 
-class Revocations:
-    """Subjects cut off by `revoke`. Until `ttl` seconds have passed (longer than any token
-    of the issuer lives), their tokens issued at or before the revocation are refused, so
-    a stolen token cannot simply reconnect."""
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._revoked: dict[str, float] = {}
-
-    def revoke(self, sub: str) -> None:
-        self._revoked[sub] = time.time()
-
-    def refuses(self, identity: Identity) -> bool:
-        revoked_at = self._revoked.get(identity.sub)
-        if revoked_at is None:
-            return False
-        if time.time() - revoked_at > self._ttl:
-            del self._revoked[identity.sub]
-            return False
-        return identity.issued_at <= revoked_at
-
-
 class Sessions:
     def __init__(self) -> None:
         self._by_sid: dict[str, Session] = {}

@@ -87,6 +87,22 @@ class Settings(BaseSettings):
     # C12: proxies whose X-Forwarded-For / X-Forwarded-Proto are trusted; none by default.
     forwarded_allow_ips: Annotated[tuple[str, ...], NoDecode] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Several nodes (C07, C19): the message queue they share, `rediss://USER:PASSWORD@HOST:
+    # PORT/DB` (or `valkeys://`), and the CA file that signed its certificate. Unset, the
+    # service is one process and needs nothing else. See cluster.py and docs/deploy.md.
+    message_queue_url: SecretStr | None = None
+    message_queue_ca_file: Path | None = None
+    # One channel per deployment; the shared keys (deny-list, session counts) live under
+    # `<channel>:`. The Redis ACL grants the nodes' user exactly these.
+    message_queue_channel: str = Field(
+        default=answers.SCRIPT, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+    )
+    # No handler waits on the queue longer than this; past it the queue counts as lost
+    # (local traffic goes on, cross-node delivery stops until it is back).
+    message_queue_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
+    # One node without a queue: the file that keeps revocations across restarts (written
+    # atomically, mode 0600). Unset, they live in memory only (a warning says so).
+    revocations_file: Path | None = None
 
     @field_validator("cors_allowed_origins", "forwarded_allow_ips", mode="before")
     @classmethod

@@ -1,11 +1,11 @@
-"""The HTTP surface (C20, C21): `/healthz`, 404s and refused websocket upgrades, and the
+"""The HTTP surface (C20, C21): `/healthz`, `/readyz`, 404s and refused websocket upgrades, and the
 security headers that the guard adds to each of them. There is no admin UI and no listing
 of rooms or sessions."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Final
 
 Scope = MutableMapping[str, Any]
@@ -32,25 +32,60 @@ def _body(error: str) -> bytes:
     return json.dumps({"error": error}).encode()
 
 
-async def http_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Everything that is not Socket.IO: lifespan, `/healthz` and 404s."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
+Hook = Callable[[], Awaitable[None]]
+# Parts of the service with a state of their own (the message queue): name -> "up"/"down".
+Health = Callable[[], Mapping[str, str]]
+
+
+def http_app(
+    *, startup: Sequence[Hook] = (), shutdown: Sequence[Hook] = (), health: Health | None = None
+) -> ASGIApp:
+    """Everything that is not Socket.IO: lifespan (with the service's start and stop
+    hooks), `/healthz`, `/readyz` and 404s.
+
+    `/healthz` answers 200 while the process serves, with `"status": "degraded"` when a
+    part is down (local traffic still flows); `/readyz` answers 503 then, for a balancer
+    that should prefer other nodes."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send, startup, shutdown)
+            return
+        if scope["type"] == "websocket":
+            await deny_websocket(scope, receive, send, 404, "not_found")
+            return
+        if scope["path"] in {"/healthz", "/readyz"} and scope.get("method") in {"GET", "HEAD"}:
+            parts = dict(health() if health is not None else {})
+            degraded = "down" in parts.values()
+            document = {"status": "degraded" if degraded else "ok", **parts}
+            status = 503 if degraded and scope["path"] == "/readyz" else 200
+            body = json.dumps(document, separators=(",", ":")).encode()
+        else:
+            status, body = 404, _body("not_found")
+        await send({"type": "http.response.start", "status": status, "headers": [_JSON]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def _lifespan(
+    receive: Receive, send: Send, startup: Sequence[Hook], shutdown: Sequence[Hook]
+) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                for hook in startup:
+                    await hook()
+            except Exception as exc:  # noqa: BLE001 - uvicorn reports it and exits
+                await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
                 return
-    if scope["type"] == "websocket":
-        await deny_websocket(scope, receive, send, 404, "not_found")
-        return
-    if scope["path"] == "/healthz" and scope.get("method") in {"GET", "HEAD"}:
-        status, body = 200, b'{"status":"ok"}'
-    else:
-        status, body = 404, _body("not_found")
-    await send({"type": "http.response.start", "status": status, "headers": [_JSON]})
-    await send({"type": "http.response.body", "body": body})
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            for hook in shutdown:
+                await hook()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 async def deny_websocket(
