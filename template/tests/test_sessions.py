@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -107,6 +108,28 @@ async def test_revoked_tokens_cannot_reconnect_but_newer_ones_can(
     fresh = make_token(sub="carol", iat=int(time.time()) + 1)
     async with connected(roomy, fresh) as carol:
         assert (await carol.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
+
+
+async def test_one_node_keeps_its_revocations_across_a_restart(
+    pki: Pki, signing: SigningKeys, make_token: TokenFactory, tmp_path: Path
+) -> None:
+    """C07 without a message queue: with REVOCATIONS_FILE, a restarted server still refuses
+    a token revoked before the restart (the file is written atomically, mode 0600)."""
+    stolen = make_token(sub="erin")
+    deny_list = tmp_path / "state" / "revocations.json"
+    settings = make_settings(pki, signing, revocations_file=deny_list)
+    admin_token = make_token(sub="ops", scope=ADMIN)
+    with live_server(settings, pki) as first:
+        async with connected(first, admin_token, namespace="/admin") as admin:
+            ack = await admin.call("revoke", {"sub": "erin"}, namespace="/admin", timeout=5)
+            assert ack["ok"] is True
+    assert deny_list.stat().st_mode & 0o777 == 0o600
+    assert [path.name for path in deny_list.parent.iterdir()] == ["revocations.json"]
+    with live_server(settings, pki) as second:
+        assert await refused(second, stolen) == "unauthorized"
+        fresh = make_token(sub="erin", iat=int(time.time()) + 1)
+        async with connected(second, fresh) as erin:
+            assert (await erin.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
 
 
 async def test_admin_namespace_requires_the_admin_scope(

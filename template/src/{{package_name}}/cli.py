@@ -231,6 +231,8 @@ def init_dev(args: argparse.Namespace) -> int:
         "TLS_CERT_FILE": pki["cert"],
         "TLS_KEY_FILE": pki["key"],
         **keys.init_dev(certs),
+        # Revocations outlive a restart of the development server too.
+        "REVOCATIONS_FILE": root / "state" / "revocations.json",
     }
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     lines = [f"# Written by `{PROG} init-dev` at {stamp}: development only, never commit."]
