@@ -257,10 +257,9 @@ class RedisServer:
 
     def command_line(self) -> list[str]:
         """redis-server with the rendered file, and this machine's ports and paths."""
+        # `port` (0: no plaintext) and `bind` stay as the rendered file says.
         overrides = {
-            "port": "0",
             "tls-port": str(self.port),
-            "bind": HOST,
             "dir": str(self.data_dir),
             "aclfile": str(self.acl_file),
             "tls-cert-file": str(self.cert_file),

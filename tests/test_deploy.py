@@ -8,6 +8,7 @@ project's Python (deploy_client.py). Servers: services.py, stopped by PID.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -17,12 +18,13 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import services
@@ -490,6 +492,85 @@ def test_spoofed_forwarded_for_does_not_become_the_client_address(
         "203.0.113.9" in line for node in nodes for line in node.log.read_text().splitlines()
     )
     assert sum("client=127.0.0.3" in line for line in lines) == 2, connected
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A stand-in node that records the request headers nginx sends it."""
+
+    seen: ClassVar[list[dict[str, list[str]]]] = []
+
+    def do_GET(self) -> None:
+        headers: dict[str, list[str]] = {}
+        for name, value in self.headers.items():
+            headers.setdefault(name.lower(), []).append(value)
+        self.seen.append(headers)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_node(node_env: dict[str, str]) -> Iterator[tuple[int, list[dict[str, list[str]]]]]:
+    """A TLS server with the nodes' certificate on a free port, recording headers."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(
+        node_env[ENV_PREFIX + "TLS_CERT_FILE"], node_env[ENV_PREFIX + "TLS_KEY_FILE"]
+    )
+    server = http.server.ThreadingHTTPServer((HOST, 0), _Recorder)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    _Recorder.seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], _Recorder.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=STOP_SECONDS)
+
+
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [("/healthz", {}), ("/socket.io/?EIO=4&transport=websocket", UPGRADE)],
+)
+def test_proxy_sends_the_client_address_alone_and_the_clients_host_and_origin(
+    project: Project,
+    pki: Pki,
+    workdir: Path,
+    target: str,
+    headers: dict[str, str],
+    recording_node: tuple[int, list[dict[str, list[str]]]],
+) -> None:
+    """C12, C03: whatever forwarding headers a client sends, a node gets X-Forwarded-For
+    = the client's address alone (overwritten, not appended to), X-Forwarded-Proto https,
+    no Forwarded or X-Real-IP, and the client's own Host and Origin."""
+    port, seen = recording_node
+    spoofed = {
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Forwarded-Proto": "http",
+        "Forwarded": "for=203.0.113.9",
+        "X-Real-IP": "203.0.113.9",
+        "X-Forwarded-Host": "evil.example",
+        "Origin": ORIGIN,
+    }
+    with nginx_server(
+        project.deploy, workdir / f"nginx-recording-{len(target)}", pki, node_ports=[port]
+    ) as server:
+        status, head = http_request(
+            server.port, pki.ca_file, target, source="127.0.0.11", headers={**headers, **spoofed}
+        )
+    assert status == 200, head
+    (got,) = seen
+    assert got["x-forwarded-for"] == ["127.0.0.11"], got
+    assert got["x-forwarded-proto"] == ["https"], got
+    assert "forwarded" not in got, got
+    assert "x-real-ip" not in got, got
+    assert "x-forwarded-host" not in got, got
+    assert got["host"] == [f"localhost:{server.port}"], got
+    assert got["origin"] == [ORIGIN], got
 
 
 @pytest.mark.parametrize(
