@@ -69,6 +69,8 @@ REVOKE: Final = "app.revoke"
 LOGGER: Final = logging.getLogger(__name__)
 
 RevokedHandler = Callable[[str], Awaitable[object]]
+# Whether a session (namespace, sid) is open on this node.
+IsOpen = Callable[[str, str], bool]
 
 
 class QueueRefused(Exception):
@@ -253,6 +255,7 @@ class Cluster:
         self.host_id = uuid.uuid4().hex
         self.manager = QueueManager(self)
         self._on_revoked: RevokedHandler | None = None
+        self._is_open: IsOpen = lambda _namespace, _sid: True
         self._pending: dict[str, float] = {}  # revocations not yet in Redis
         self._claims: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, sid) -> key, member
         self._lost_since: float | None = None
@@ -293,10 +296,12 @@ class Cluster:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, server: socketio.AsyncServer, on_revoked: RevokedHandler) -> None:
+    async def start(
+        self, server: socketio.AsyncServer, on_revoked: RevokedHandler, is_open: IsOpen
+    ) -> None:
         """Join the queue (at the app's startup): the listener, the heartbeat, the lease
         renewal; wait a few seconds for the first synchronization of the deny-list."""
-        self._on_revoked = on_revoked
+        self._on_revoked, self._is_open = on_revoked, is_open
         server.manager_initialized = True  # python-socketio would wait for a first client
         self.manager.initialize()
         self._spawn(self._heartbeat())
@@ -507,6 +512,10 @@ class Cluster:
     async def _renew_leases(self) -> None:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
+            # A claim of a session that never opened (its client left while it connected)
+            # is not renewed: it lapses, as a dead node's do.
+            for namespace, sid in [claim for claim in self._claims if not self._is_open(*claim)]:
+                self.release(namespace, sid)
             if self._lost_since is not None or not self._claims:
                 continue
             by_key: defaultdict[str, dict[str, float]] = defaultdict(dict)

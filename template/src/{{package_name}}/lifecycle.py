@@ -263,6 +263,10 @@ class Lifecycle:
         queue = {} if shared is None else {"shared": shared}
         return ok(sub=payload.sub, disconnected=ended, **queue)
 
+    def is_open(self, namespace: str, sid: str) -> bool:
+        registry = self._admin_sessions if namespace == ADMIN_NAMESPACE else self._sessions
+        return registry.get(sid) is not None
+
     async def revoked_elsewhere(self, sub: str) -> None:
         """A revocation made on another node (or read from the shared deny-list)."""
         ended = await self._end_revoked(sub)

@@ -85,7 +85,7 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
     else:
 
         async def join_cluster() -> None:
-            await cluster.start(sio, lifecycle.revoked_elsewhere)
+            await cluster.start(sio, lifecycle.revoked_elsewhere, lifecycle.is_open)
 
         web = http_app(startup=[join_cluster], shutdown=[cluster.stop], health=cluster.health)
     app = socketio.ASGIApp(sio, other_asgi_app=web, socketio_path=SOCKETIO_PATH)
