@@ -399,11 +399,10 @@ def check_command(args: argparse.Namespace) -> int:
     print(f"request deadline  {settings.request_timeout_seconds:g} s (TLS handshake, each request)")
     print(f"trusted proxies   {', '.join(settings.forwarded_allow_ips) or '(none)'}")
     print(f"message queue     {cluster.describe(settings)}")
-    kept = (
-        "in the message queue"
-        if settings.message_queue_url is not None
-        else str(settings.revocations_file or "in memory only")
-    )
+    kept = str(settings.revocations_file or "in memory only")
+    if settings.message_queue_url is not None:
+        unread = " (REVOCATIONS_FILE not read)" if settings.revocations_file else ""
+        kept = f"in the message queue{unread}"
     print(f"revocations       {kept}, {settings.revocation_ttl_seconds} s")
     found = posture.findings(settings)
     for warning in posture.warnings(settings):

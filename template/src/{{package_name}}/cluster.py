@@ -102,11 +102,10 @@ def queue_findings(settings: Settings) -> list[Finding]:
             return [_unused("message_queue_ca_file", "it is read only with MESSAGE_QUEUE_URL")]
         return []
     setting = "message_queue_url"
-    found = []
-    if settings.revocations_file is not None:
-        found.append(
-            _unused("revocations_file", "with a message queue the deny-list lives in Redis")
-        )
+    # REVOCATIONS_FILE is not read with a queue (the deny-list lives in Redis); `check` says
+    # so. It is no finding: init-dev sets it, and a project that grows into several nodes
+    # keeps its .env.
+    found: list[Finding] = []
     try:
         host, _ = parts.hostname, parts.port
     except ValueError:
