@@ -933,6 +933,66 @@ MUTATIONS = [
             "test_production_server_refuses_to_start_on_insecure_setting",
         ),
     ),
+    Mutation(
+        "C01",
+        "reload-keeps-serving-the-old-certificate",
+        "reload.py",
+        (("            connection.context = chosen\n", "            pass\n"),),
+        "tests/test_reload.py -k renewed",
+        ("test_sighup_serves_a_renewed_certificate_to_new_connections_and_keeps_live_ones",),
+    ),
+    Mutation(
+        # The obvious design: load the new files into the listener's own context. OpenSSL
+        # takes the certificate and drops the key that no longer matches it.
+        "C01",
+        "reload-loads-unchecked-files-into-the-listener",
+        "reload.py",
+        (
+            ("        found = posture.findings(settings)\n", "        found = []\n"),
+            (
+                "            material = _prepare(settings)\n",
+                "            self.tls_context.load_cert_chain(\n"
+                "                str(settings.tls_cert_file), str(settings.tls_key_file)\n"
+                "            )\n"
+                "            material = _prepare(settings)\n",
+            ),
+        ),
+        "tests/test_reload.py -k failed_reload",
+        (
+            "test_failed_reload_keeps_the_old_certificate_and_logs_one_line_with_the_reason"
+            "[key_of_another_certificate]",
+        ),
+    ),
+    Mutation(
+        "C05",
+        "reload-keeps-the-old-jwt-key",
+        "reload.py",
+        (("        self.keys.source = material.keys\n", "        pass\n"),),
+        "tests/test_reload.py -k jwt_verification_key",
+        ("test_sighup_rotates_the_jwt_verification_key",),
+    ),
+    Mutation(
+        "C05",
+        "reload-keeps-the-cached-jwks",
+        "reload.py",
+        (
+            (
+                "        self.keys.source = material.keys\n",
+                "        if not isinstance(self.keys.source, keys.JwksKeySource):\n"
+                "            self.keys.source = material.keys\n",
+            ),
+        ),
+        "tests/test_jwks.py -k reload",
+        ("test_reload_drops_the_jwks_cache_so_a_key_rotated_under_its_kid_applies",),
+    ),
+    Mutation(
+        "C14",
+        "reload-skips-the-posture",
+        "reload.py",
+        (("        found = posture.findings(settings)\n", "        found = []\n"),),
+        "tests/test_reload.py -k posture_finding",
+        ("test_reload_with_a_posture_finding_changes_nothing",),
+    ),
 ]
 
 

@@ -50,7 +50,14 @@ from harness import (
 NOT_RUN_HERE = {"update-leftovers", "actionlint"}
 
 # The rendered tests whose outcome depends on the algorithm or the TLS profile.
-VARIANT_TESTS = ("test_auth.py", "test_jwks.py", "test_cli.py", "test_startup.py", "test_tls.py")
+VARIANT_TESTS = (
+    "test_auth.py",
+    "test_jwks.py",
+    "test_cli.py",
+    "test_startup.py",
+    "test_tls.py",
+    "test_reload.py",
+)
 # Tests of those files that no answer changes, each a command-line process or more: the
 # help, the version, the .env lookup, the refusals before anything is signed, a busy port,
 # descriptor exhaustion. The whole-suite runs cover them. (A renamed one runs again.)

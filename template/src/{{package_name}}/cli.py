@@ -31,7 +31,7 @@ from typing import Final, NoReturn
 import jwt
 import uvicorn
 
-from . import admin, cluster, devcerts, keys, posture, seclog, tls
+from . import admin, cluster, devcerts, keys, posture, reload, seclog, tls
 from .answers import PROJECT_NAME, SCRIPT
 from .auth import MAX_ROOM_GRANTS, MAX_SUB_CHARS, is_room_grant, is_subject
 from .events import SCOPE_JOIN, SCOPE_WRITE
@@ -104,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
         help="serve Socket.IO over TLS",
         description="Serve Socket.IO over TLS websockets, with the settings of the "
         "environment and the project's .env (named on standard error). Refuses to start "
-        "(exit 2) on any finding of `check`, or when the port is in use.",
+        "(exit 2) on any finding of `check`, or when the port is in use. SIGHUP reloads "
+        "the TLS certificate and the JWT verification key without dropping connections.",
     )
     serve.add_argument("--host", help="address to bind (default from settings: 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="port to bind (default from settings: 8443)")
@@ -289,14 +290,18 @@ def serve_command(args: argparse.Namespace) -> int:
             "Never expose it; set %sENVIRONMENT=production to deploy.",
             ENV_PREFIX,
         )
-    config = uvicorn_config(settings, create_app(settings))
+    # SIGHUP reloads the certificate and the JWT keys from the same environment and .env,
+    # with the same overrides (see reload).
+    reloader = reload.Reloader(settings, lambda: load(env_file).model_copy(update=overrides))
+    app = create_app(settings, key_source=reloader.keys)
+    config = uvicorn_config(settings, app, tls_context=reloader.tls_context)
     prepare_process(settings)
     # Everything built so far lives as long as the process: freeze it, so that the garbage
     # collector's full passes scan only what connections allocate, not every module and
     # schema again (about half of the collector's time per connection, see the benchmark).
     gc.collect()
     gc.freeze()
-    uvicorn.Server(config).run(sockets=[sock])
+    reload.run(uvicorn.Server(config), [sock], reloader)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 HS256: one shared secret of at least 32 random bytes. HMAC lets whoever holds the secret
 mint tokens; keep it out of the repository (it lives in `.env` or the deployment's secret
-store) and rotate it by restarting with a new one.
+store) and rotate it with a reload (SIGHUP, see reload) or a restart.
 
 RS256, ES256, EdDSA: the server holds public keys only. The verification key is a PEM
 public key file, or the keys of a JWKS URL. PyJWKClient is synchronous, so it is called off
@@ -80,10 +80,14 @@ class SecretKeySource:
 
 
 class PublicKeySource:
-    """One public key loaded from a PEM file at startup."""
+    """One public key loaded from a PEM file (at startup, and again on a reload)."""
 
     def __init__(self, key: PublicKey) -> None:
         self._key = key
+
+    @property
+    def key(self) -> PublicKey:
+        return self._key
 
     async def key_for(self, header: Mapping[str, Any]) -> PublicKey:
         return self._key

@@ -92,12 +92,15 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
     return Guard(app, settings)
 
 
-def uvicorn_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
+def uvicorn_config(
+    settings: Settings, app: ASGIApp, *, tls_context: tls.ServerContext | None = None
+) -> uvicorn.Config:
     """The server configuration that `serve` and the tests run: TLS and size limits.
-    Serve it after `prepare_process()`."""
+    Serve it after `prepare_process()`. `tls_context` is the listener's context when the
+    caller made it (`serve`: a `reload.Reloader`'s); built from `settings` otherwise."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         raise ValueError("TLS certificate and key are required")
-    context = tls.server_context(
+    context = tls_context or tls.server_context(
         settings.tls_cert_file,
         settings.tls_key_file,
         handshake_seconds=settings.request_timeout_seconds,
