@@ -22,6 +22,7 @@ import gc
 import importlib.metadata
 import logging
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -253,6 +254,9 @@ def _refusals(settings: Settings) -> list[Finding]:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    # A SIGHUP (`systemctl reload`, a certbot hook) before the reload handler is installed
+    # must not end the process: until then it has nothing newer to read anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings, env_file = _settings()
     overrides = {name: value for name, value in (("host", args.host), ("port", args.port)) if value}
     if overrides:
