@@ -130,7 +130,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(kind: str, project: Project) -> Server:
+def start(kind: str, project: Project, env: dict[str, str] | None = None) -> Server:
+    """Start the `hardened` (the project's `serve`) or the `bare` server on a free port, with
+    the project's environment or `env`; returns once it answers a TLS handshake."""
     port = free_port()
     if kind == "hardened":
         command = [str(project.script), "serve", "--port", str(port)]
@@ -139,7 +141,7 @@ def start(kind: str, project: Project) -> Server:
         command = [str(project.python), str(bare), str(port), str(project.cert),
                    str(project.key), ORIGIN]  # fmt: skip
     process = subprocess.Popen(  # noqa: S603 - our own servers
-        command, cwd=project.root, env=project.env,
+        command, cwd=project.root, env=env or project.env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     server = Server(kind, process, port)

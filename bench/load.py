@@ -12,12 +12,27 @@ connections. Prints one JSON object on stdout. Modes:
   when each one receives the next broadcast; when all did (or after the timeout), report
   the receipt times and exit.
 - `send`: one connection joins `lobby`, sends one `message`, and prints the send time.
+
+For several nodes (bench/nodes.py), driven line by line over stdin and stdout:
+
+- `pairs N SECONDS`: N pairs, each in its own room: a sender on `--port`, a receiver on
+  `--peer-port` (another node, or the same); each sender sends `message` with an ack id,
+  waits for the ack and for its receiver to get the message (at most `--wait` seconds,
+  else it fails), in a loop, for SECONDS; report the messages delivered and the delivery
+  latencies (send to receipt).
+- `listen N --broadcasts K`: open N connections, join `lobby`, print `{"ready": N}`; then,
+  for each line read on stdin (the bench is about to broadcast), wait at most `--wait`
+  seconds until every connection got its next broadcast and print
+  `{"got": k, "received": count, "last": epoch}`.
+- `sender`: one connection joins `lobby` and prints `{"ready": 1}`; for each line read on
+  stdin, sends `message` with that text, waits for the ack, and prints the send time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import ssl
@@ -32,8 +47,9 @@ CONCURRENCY = 20
 
 
 class Client:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.url = f"wss://127.0.0.1:{args.port}/socket.io/?EIO=4&transport=websocket"
+    def __init__(self, args: argparse.Namespace, port: int | None = None) -> None:
+        port = port or args.port
+        self.url = f"wss://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
         self.ssl = ssl.create_default_context(cafile=args.ca)
         self.origin = args.origin
         self.token = os.environ["BENCH_TOKEN"]  # not on the command line
@@ -167,7 +183,146 @@ async def mode_send(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     return {"sent": sent}
 
 
-MODES = {"connect": mode_connect, "echo": mode_echo, "hold": mode_hold, "send": mode_send}
+def is_message(frame: str | bytes) -> bool:
+    return isinstance(frame, str) and frame.startswith('42["message"')
+
+
+async def stdin_line() -> str:
+    return await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
+async def mode_pairs(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    peer = Client(args, port=args.peer_port or args.port)
+    senders = await gather_limited(args.n, lambda _: client.open())
+    receivers = await gather_limited(args.n, lambda _: peer.open())
+    rooms = [f"pair-{args.slice}-{index}" for index in range(args.n)]
+    for room, sender, receiver in zip(rooms, senders, receivers, strict=True):
+        await call(sender, 1, "join", {"room": room})
+        await call(receiver, 1, "join", {"room": room})
+    inboxes: list[asyncio.Queue[float]] = [asyncio.Queue() for _ in range(args.n)]
+
+    async def receive(ws: ClientConnection, inbox: asyncio.Queue[float]) -> None:
+        while True:
+            frame = await ws.recv()
+            if frame == "2":
+                await ws.send("3")
+            elif is_message(frame):
+                inbox.put_nowait(time.perf_counter())
+
+    pairs = zip(receivers, inboxes, strict=True)
+    readers = [asyncio.ensure_future(receive(ws, inbox)) for ws, inbox in pairs]
+    latencies: list[float] = []
+    await asyncio.sleep(max(0.0, args.start_at - time.time()))  # all slices start together
+    deadline = time.perf_counter() + args.seconds
+
+    async def loop(index: int) -> None:
+        ack_id = 2
+        payload = {"room": rooms[index], "text": "x" * 64}
+        while time.perf_counter() < deadline:
+            sent = time.perf_counter()
+            await call(senders[index], ack_id, "message", payload)
+            try:
+                received = await asyncio.wait_for(inboxes[index].get(), args.wait)
+            except TimeoutError:
+                raise RuntimeError(
+                    f"{rooms[index]}: message {ack_id} not delivered within {args.wait} s"
+                ) from None
+            latencies.append(received - sent)
+            ack_id += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(loop(index) for index in range(args.n)))
+    elapsed = time.perf_counter() - start
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*(ws.close() for ws in senders + receivers), return_exceptions=True)
+    latencies.sort()
+    return {
+        "messages": len(latencies),
+        "seconds": elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+    }
+
+
+async def mode_listen(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+    opened: list[ClientConnection] = []
+    members: list[ClientConnection] = []
+    joined = asyncio.Event()
+    changed = asyncio.Event()
+    received: list[list[float]] = [[] for _ in range(args.broadcasts)]
+
+    async def hold() -> None:
+        # Each connection joins as soon as it is open and from then on answers pings.
+        async with semaphore:
+            ws = await client.open()
+            opened.append(ws)
+            await call(ws, 1, "join", {"room": "lobby"})
+        members.append(ws)
+        if len(members) == args.n:
+            joined.set()
+        count = 0
+        while True:
+            frame = await ws.recv()
+            if frame == "2":
+                await ws.send("3")
+            elif is_message(frame) and count < args.broadcasts:
+                received[count].append(time.time())  # the k-th broadcast this client got
+                count += 1
+                changed.set()
+
+    tasks = [asyncio.ensure_future(hold()) for _ in range(args.n)]
+    try:
+        waiter = asyncio.ensure_future(joined.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], timeout=args.seconds,
+                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        for task in done:
+            task.result()  # a failed connection fails the run
+        if not joined.is_set():
+            raise RuntimeError(f"{len(members)} of {args.n} joined within {args.seconds} s")
+        print(json.dumps({"ready": args.n}), flush=True)
+        for index in range(args.broadcasts):
+            if not await stdin_line():
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(args.wait):
+                    while len(received[index]) < args.n:
+                        changed.clear()
+                        await changed.wait()
+            got = received[index]
+            report = {"got": index, "received": len(got), "last": max(got, default=0.0)}
+            print(json.dumps(report), flush=True)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
+    return {"connections": args.n}
+
+
+async def mode_sender(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    ws = await client.open()
+    await call(ws, 1, "join", {"room": "lobby"})
+    print(json.dumps({"ready": 1}), flush=True)
+    ack_id = 2
+    while text := (await stdin_line()).strip():
+        sent = time.time()
+        await call(ws, ack_id, "message", {"room": "lobby", "text": text})
+        print(json.dumps({"sent": sent}), flush=True)
+        ack_id += 1
+    await ws.close()
+    return {"sent": ack_id - 2}
+
+
+MODES = {
+    "connect": mode_connect,
+    "echo": mode_echo,
+    "hold": mode_hold,
+    "send": mode_send,
+    "pairs": mode_pairs,
+    "listen": mode_listen,
+    "sender": mode_sender,
+}
 
 
 def main() -> None:
@@ -180,6 +335,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--slice", type=int, default=0)
     parser.add_argument("--start-at", type=float, default=0.0, help="epoch to start echoing")
+    parser.add_argument("--peer-port", type=int, default=0, help="the receivers' node (pairs)")
+    parser.add_argument("--broadcasts", type=int, default=1, help="broadcasts to wait for (listen)")
+    parser.add_argument("--wait", type=float, default=10.0, help="longest wait for a delivery")
     args = parser.parse_args()
     result = asyncio.run(MODES[args.mode](Client(args), args))
     print(json.dumps(result), flush=True)
