@@ -321,11 +321,6 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-nodes-") as work:
         project = setup(Path(work))
-        # The nodes on the queue keep the deny-list in Redis; a revocations file beside it
-        # is refused (`revocations_file_unused`), so no set-up uses the one init-dev sets.
-        env_file = project.root / ".env"
-        lines = env_file.read_text().splitlines(keepends=True)
-        env_file.write_text("".join(line for line in lines if "REVOCATIONS_FILE=" not in line))
         pki = services.Pki.create(Path(work) / "pki")
         with services.redis_server(project.root / "deploy", Path(work) / "redis", pki) as redis:
             for index in range(args.runs):
