@@ -315,10 +315,16 @@ class RedisServer:
             os.kill(self.pid, signal.SIGCONT)
 
     def cli(
-        self, *args: str, user: str | None = None, password: str | None = None, check: bool = True
+        self,
+        *args: str,
+        user: str | None = None,
+        password: str | None = None,
+        check: bool = True,
+        timeout: float = STOP_SECONDS,
     ) -> subprocess.CompletedProcess[str]:
         """`redis-cli` over TLS as the ops user (or `user`/`password`); the password goes
-        through the environment, never the command line."""
+        through the environment, never the command line. A frozen server makes it raise
+        `subprocess.TimeoutExpired` after `timeout` seconds."""
         user = user or self.ops_user
         password = self.ops_password if password is None else password
         result = subprocess.run(  # noqa: S603 - redis-cli, our arguments
@@ -339,7 +345,7 @@ class RedisServer:
             env={**os.environ, "REDISCLI_AUTH": password},
             capture_output=True,
             text=True,
-            timeout=STOP_SECONDS,
+            timeout=timeout,
             check=False,
         )
         if check and result.returncode != 0:

@@ -400,13 +400,22 @@ def sandboxed(project: Project, workdir: Path) -> list[str]:
         ),
         ("import os; os.setuid(0)", "PermissionError"),
         ("import os; os.setpriority(os.PRIO_PROCESS, 0, 1)", "PermissionError"),
+        (
+            "import socket; socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)",
+            "Address family not supported",
+        ),
+        (
+            "import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)",
+            "Address family not supported",
+        ),
     ],
 )
 def test_sandbox_emulation_refuses_what_the_unit_forbids(
     project: Project, workdir: Path, code: str, refusal: str
 ) -> None:
     """Control of the next test: the unit's filters, as sandbox_exec.py loads them, refuse
-    writable executable memory (MemoryDenyWriteExecute), @privileged and @resources."""
+    writable executable memory (MemoryDenyWriteExecute), @privileged and @resources, and
+    address families other than IPv4, IPv6 and Unix sockets."""
     result = subprocess.run(  # noqa: S603
         [*sandboxed(project, workdir), str(tool(project.venv, "python")), "-c", code],
         capture_output=True,
@@ -603,6 +612,7 @@ def test_polling_and_other_socketio_requests_are_refused_at_the_proxy(
         proxy.port, pki.ca_file, target, method=method, headers=headers, source="127.0.0.5"
     )
     assert status == 400, head
+    assert "strict-transport-security: max-age=63072000" in head.lower(), head
     time.sleep(0.05)  # the access log line is written after the response
     line = proxy.access_log.read_text().splitlines()[-1]
     assert f'"{method} {target.partition("?")[0]} ' in line, line
@@ -632,6 +642,24 @@ def test_websocket_upgrade_and_health_check_pass_the_proxy(proxy: NginxServer, p
     assert "hunter2" not in log
     assert "EIO=" not in log
     assert re.search(r'"GET /healthz HTTP/1.1" 200 .* upstream=127\.0\.0\.1:\d+ ', log), log
+
+
+def test_proxy_refuses_request_bodies_and_oversized_headers(proxy: NginxServer, pki: Pki) -> None:
+    """Size limits at the proxy: a body over 1 KiB (413) and a header over the header
+    buffers (400) are refused by nginx, before any node."""
+    status, head = http_request(
+        proxy.port,
+        pki.ca_file,
+        "/healthz",
+        method="GET",
+        headers={"Content-Length": "2048"},
+        source="127.0.0.12",
+    )
+    assert status == 413, head
+    status, head = http_request(
+        proxy.port, pki.ca_file, "/healthz", source="127.0.0.12", headers={"X-Padding": "a" * 9000}
+    )
+    assert status == 400, head
 
 
 def test_per_address_connection_cap_is_enforced_by_the_proxy(
@@ -794,6 +822,34 @@ def test_redis_default_user_is_off_and_nothing_runs_unauthenticated(redis: Redis
     assert "WRONGPASS" in answer or "disabled" in answer, answer
     wrong = redis.cli("PING", user="node", password=secrets.token_urlsafe(16), check=False)
     assert "PONG" not in wrong.stdout
+
+
+def test_redis_ops_user_maintains_but_cannot_flush_debug_or_reconfigure(
+    redis: RedisServer,
+) -> None:
+    """The ops user inspects, rotates passwords and rewrites the AOF; it cannot flush,
+    debug, reconfigure or list all keys with KEYS."""
+    assert redis.cli("ACL", "WHOAMI").stdout.strip() == "ops"
+    assert "redis_version:7." in redis.cli("INFO", "server").stdout
+    assert "node" in redis.cli("ACL", "USERS").stdout.split()
+    assert "rewriting" in redis.cli("BGREWRITEAOF").stdout
+    # ACL DRYRUN asks the ACL alone, and runs nothing (SHUTDOWN included).
+    refused = [
+        ["FLUSHALL"],
+        ["FLUSHDB"],
+        ["DEBUG", "SLEEP", "0"],
+        ["KEYS", "*"],
+        ["CONFIG", "SET", "appendonly", "no"],
+        ["SHUTDOWN"],
+        ["MONITOR"],
+        ["REPLICAOF", "127.0.0.1", "1"],
+        ["MODULE", "LIST"],
+    ]
+    for command in refused:
+        answer = redis.cli("ACL", "DRYRUN", "ops", *command).stdout
+        assert "no permissions" in answer, (command, answer)
+    for command in (["INFO"], ["ACL", "SETUSER", "node", "on"], ["BGREWRITEAOF"], ["SCAN", "0"]):
+        assert redis.cli("ACL", "DRYRUN", "ops", *command).stdout.strip() == "OK", command
 
 
 def test_redis_has_no_plaintext_port_and_keeps_data_across_restarts(redis: RedisServer) -> None:
