@@ -471,6 +471,14 @@ class NginxServer:
     def error_log(self) -> Path:
         return self.prefix / "logs" / "error.log"
 
+    def test_config(self) -> subprocess.CompletedProcess[str]:
+        """`nginx -t` of the site as prepared (whatever the exit code)."""
+        args = [tool_path(NGINX), "-t", "-p", f"{self.prefix}/", "-c", str(self.conf),
+                "-e", str(self.prefix / "logs" / "test.log")]  # fmt: skip
+        return subprocess.run(  # noqa: S603 - nginx, our arguments
+            args, capture_output=True, text=True, timeout=STOP_SECONDS, check=False
+        )
+
     def start(self) -> None:
         args = [
             tool_path(NGINX),
@@ -516,7 +524,7 @@ def main_conf(prefix: Path, site: Path) -> str:
     )
 
 
-def start_nginx(
+def prepare_nginx(
     deploy: Path,
     workdir: Path,
     pki: Pki,
@@ -524,9 +532,9 @@ def start_nginx(
     node_ports: Sequence[int],
     nodes_ca: Path | None = None,
 ) -> NginxServer:
-    """nginx with the rendered `deploy/nginx/*.conf` site on a free port, a certificate
-    from `pki` for localhost/127.0.0.1, verifying the nodes against `nodes_ca` (default:
-    `pki.ca_file`)."""
+    """The files of nginx with the rendered `deploy/nginx/*.conf` site on a free port, a
+    certificate from `pki` for localhost/127.0.0.1, verifying the nodes against `nodes_ca`
+    (default: `pki.ca_file`); not started."""
     (site_file,) = (deploy / "nginx").glob("*.conf")
     prefix = workdir
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
@@ -547,7 +555,19 @@ def start_nginx(
     )
     conf = prefix / "nginx.conf"
     conf.write_text(main_conf(prefix, site))
-    server = NginxServer(prefix, conf, site, port, tuple(node_ports))
+    return NginxServer(prefix, conf, site, port, tuple(node_ports))
+
+
+def start_nginx(
+    deploy: Path,
+    workdir: Path,
+    pki: Pki,
+    *,
+    node_ports: Sequence[int],
+    nodes_ca: Path | None = None,
+) -> NginxServer:
+    """`prepare_nginx()`, started; returns once it listens."""
+    server = prepare_nginx(deploy, workdir, pki, node_ports=node_ports, nodes_ca=nodes_ca)
     server.start()
     return server
 
