@@ -609,6 +609,8 @@ def test_proxy_sends_the_client_address_alone_and_the_clients_host_and_origin(
         ("/socket.io/?EIO=4", "GET", {}),
         ("/socket.io/?EIO=4&transport=polling", "POST", {"Content-Length": "0"}),
         ("/socket.io/?EIO=4&transport=websocket", "GET", {}),  # no Upgrade header
+        ("/socket.io/?EIO=4", "GET", UPGRADE),  # no transport: engineio's polling
+        ("/socket.io/?EIO=4&transport=websocket", "POST", {**UPGRADE, "Content-Length": "0"}),
         ("/socket.io/?EIO=3&transport=websocket", "GET", UPGRADE),
         ("/socket.io/?EIO=4&transport=websocket&transport=polling", "GET", UPGRADE),
         ("/socket.io/?EIO=4&Transport=websocket&transport=polling", "GET", UPGRADE),
