@@ -780,6 +780,24 @@ def test_proxy_tls_profile_intermediate(proxy: NginxServer, pki: Pki) -> None:
         tls_client(proxy.port, pki.ca_file, context=context).close()
 
 
+def test_proxy_key_exchange_groups_are_the_profiles(proxy: NginxServer, pki: Pki) -> None:
+    """C01 at the proxy: X25519, P-256 and P-384 only (`ssl_ecdh_curve`); a client that
+    offers nothing but P-521 or X448 (OpenSSL's defaults include both) is refused. Under
+    TLS 1.3, where the groups are about the key exchange alone (under TLS 1.2 they also
+    name the curves of ECDSA certificates the client accepts)."""
+    version = ssl.TLSVersion.TLSv1_3
+    for group, accepted in (("X25519", True), ("prime256v1", True), ("secp384r1", True),
+                            ("secp521r1", False), ("X448", False)):  # fmt: skip
+        context = protocol_context(pki.ca_file, version)
+        context.set_ecdh_curve(group)  # the one group this client offers
+        try:
+            tls_client(proxy.port, pki.ca_file, context=context).close()
+            outcome = True
+        except ssl.SSLError:
+            outcome = False
+        assert outcome is accepted, (group, version)
+
+
 def test_proxy_tls_profile_modern(workdir: Path, pki: Pki) -> None:
     """C01 at the proxy of a project rendered `modern`: TLS 1.3 only."""
     modern = render(workdir / "modern", tls_profile="modern")
