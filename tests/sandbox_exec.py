@@ -11,8 +11,12 @@ What it reproduces (systemd 252, src/shared/seccomp-util.c):
   `SystemCallErrorNumber=` (EPERM);
 - MemoryDenyWriteExecute: mmap with PROT_WRITE|PROT_EXEC, mprotect and pkey_mprotect with
   PROT_EXEC, shmat with SHM_EXEC fail with EPERM;
+- RestrictAddressFamilies (an allow list): socket() of any other family fails with
+  EAFNOSUPPORT;
 - NoNewPrivileges (needed to load a filter without privileges).
-Not reproduced: namespaces, mounts, capabilities, users (they need systemd or root tools).
+Not reproduced: namespaces, mounts, capabilities, users (they need systemd or root tools),
+and the smaller seccomp filters (LockPersonality, RestrictNamespaces, RestrictRealtime,
+RestrictSUIDSGID, SystemCallArchitectures).
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import ctypes
 import errno
 import os
 import re
+import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 SCMP_ACT_ALLOW = 0x7FFF0000
-SCMP_CMP_MASKED_EQ = 7
+SCMP_CMP_LT, SCMP_CMP_EQ, SCMP_CMP_GT, SCMP_CMP_MASKED_EQ = 2, 4, 6, 7
 PR_SET_NO_NEW_PRIVS = 38
 PROT_WRITE, PROT_EXEC, SHM_EXEC = 0x2, 0x4, 0o100000
 
@@ -71,8 +77,17 @@ def expand(names: list[str], groups: dict[str, list[str]]) -> set[str]:
     return found
 
 
-def unit_policy(unit: str) -> tuple[set[str], int, bool]:
-    """(allowed system calls, errno for the others, MemoryDenyWriteExecute) of a unit."""
+@dataclass(frozen=True)
+class Policy:
+    syscalls: set[str]  # allowed; the others fail with `error`
+    error: int
+    deny_write_execute: bool
+    families: set[int]  # allowed address families (empty: all)
+
+
+def unit_policy(unit: str) -> Policy:
+    """What a unit's SystemCallFilter, SystemCallErrorNumber, MemoryDenyWriteExecute and
+    RestrictAddressFamilies settings allow."""
     settings = re.findall(r"^(\w+)=(.*)$", unit, re.MULTILINE)
     filters = [value.split() for key, value in settings if key == "SystemCallFilter"]
     if not filters or filters[0][0].startswith("~"):
@@ -86,10 +101,14 @@ def unit_policy(unit: str) -> tuple[set[str], int, bool]:
             allowed -= expand([words[0][1:], *words[1:]], groups)
     number = dict(settings).get("SystemCallErrorNumber", "EPERM")
     mdwe = dict(settings).get("MemoryDenyWriteExecute") == "yes"
-    return allowed, getattr(errno, number), mdwe
+    names = dict(settings).get("RestrictAddressFamilies", "").split()
+    if names and names[0].startswith("~"):
+        raise SystemExit("only an allow list of RestrictAddressFamilies= is reproduced")
+    families = {int(getattr(socket, name)) for name in names}
+    return Policy(allowed, getattr(errno, number), mdwe, families)
 
 
-def load(allowed: set[str], error: int, mdwe: bool) -> None:
+def load(policy: Policy) -> None:
     lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
@@ -110,7 +129,21 @@ def load(allowed: set[str], error: int, mdwe: bool) -> None:
 
     if ctypes.CDLL(None).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise SystemExit("prctl(PR_SET_NO_NEW_PRIVS) failed")
-    if mdwe:
+    if policy.families:
+        # As systemd does it: refuse the families below the lowest allowed, above the
+        # highest, and each one in between that is not allowed.
+        ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
+        refuse = scmp_act_errno(errno.EAFNOSUPPORT)
+        nr = lib.seccomp_syscall_resolve_name(b"socket")
+        low, high = min(policy.families), max(policy.families)
+        rules = [ArgCmp(0, SCMP_CMP_LT, low, 0), ArgCmp(0, SCMP_CMP_GT, high, 0)]
+        rules += [ArgCmp(0, SCMP_CMP_EQ, family, 0) for family in range(low, high)
+                  if family not in policy.families]  # fmt: skip
+        for cmp in rules:
+            check(lib.seccomp_rule_add_array(ctx, refuse, nr, 1, ctypes.byref(cmp)), "socket")
+        check(lib.seccomp_load(ctx), "load RestrictAddressFamilies")
+        lib.seccomp_release(ctx)
+    if policy.deny_write_execute:
         # A filter of its own, as systemd loads it: allow all but these.
         ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
         for name, mask, value in (
@@ -129,8 +162,8 @@ def load(allowed: set[str], error: int, mdwe: bool) -> None:
             )
         check(lib.seccomp_load(ctx), "load MemoryDenyWriteExecute")
         lib.seccomp_release(ctx)
-    ctx = lib.seccomp_init(scmp_act_errno(error))
-    for name in sorted(allowed):
+    ctx = lib.seccomp_init(scmp_act_errno(policy.error))
+    for name in sorted(policy.syscalls):
         nr = lib.seccomp_syscall_resolve_name(name.encode())
         if nr < 0:  # not a system call of this architecture
             continue
@@ -143,7 +176,7 @@ def main() -> None:
     unit, separator, *command = sys.argv[1:]
     if separator != "--" or not command:
         raise SystemExit(__doc__)
-    load(*unit_policy(Path(unit).read_text()))
+    load(unit_policy(Path(unit).read_text()))
     os.execv(command[0], command)  # noqa: S606 - the command under test
 
 

@@ -21,6 +21,7 @@ context managers `redis_server()` and `nginx_server()` stop theirs whatever happ
 
 from __future__ import annotations
 
+import ctypes.util
 import datetime as dt
 import hashlib
 import ipaddress
@@ -59,12 +60,15 @@ def free_port() -> int:
 
 
 def missing_tools() -> list[str]:
-    """The programs of this module that are not installed (`.ci/run` installs them)."""
+    """The programs and libraries of the deployment tests that are not installed
+    (`.ci/run` installs them)."""
     found = {
         name: shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
         for name in (REDIS_SERVER, REDIS_CLI, NGINX, "systemd-analyze")
     }
-    return [name for name, path in found.items() if path is None]
+    missing = [name for name, path in found.items() if path is None]
+    # sandbox_exec.py loads the unit's seccomp filters with it.
+    return missing + ([] if ctypes.util.find_library("seccomp") else ["libseccomp"])
 
 
 def tool_path(name: str) -> str:
@@ -311,10 +315,16 @@ class RedisServer:
             os.kill(self.pid, signal.SIGCONT)
 
     def cli(
-        self, *args: str, user: str | None = None, password: str | None = None, check: bool = True
+        self,
+        *args: str,
+        user: str | None = None,
+        password: str | None = None,
+        check: bool = True,
+        timeout: float = STOP_SECONDS,
     ) -> subprocess.CompletedProcess[str]:
         """`redis-cli` over TLS as the ops user (or `user`/`password`); the password goes
-        through the environment, never the command line."""
+        through the environment, never the command line. A frozen server makes it raise
+        `subprocess.TimeoutExpired` after `timeout` seconds."""
         user = user or self.ops_user
         password = self.ops_password if password is None else password
         result = subprocess.run(  # noqa: S603 - redis-cli, our arguments
@@ -335,7 +345,7 @@ class RedisServer:
             env={**os.environ, "REDISCLI_AUTH": password},
             capture_output=True,
             text=True,
-            timeout=STOP_SECONDS,
+            timeout=timeout,
             check=False,
         )
         if check and result.returncode != 0:
@@ -461,6 +471,14 @@ class NginxServer:
     def error_log(self) -> Path:
         return self.prefix / "logs" / "error.log"
 
+    def test_config(self) -> subprocess.CompletedProcess[str]:
+        """`nginx -t` of the site as prepared (whatever the exit code)."""
+        args = [tool_path(NGINX), "-t", "-p", f"{self.prefix}/", "-c", str(self.conf),
+                "-e", str(self.prefix / "logs" / "test.log")]  # fmt: skip
+        return subprocess.run(  # noqa: S603 - nginx, our arguments
+            args, capture_output=True, text=True, timeout=STOP_SECONDS, check=False
+        )
+
     def start(self) -> None:
         args = [
             tool_path(NGINX),
@@ -506,7 +524,7 @@ def main_conf(prefix: Path, site: Path) -> str:
     )
 
 
-def start_nginx(
+def prepare_nginx(
     deploy: Path,
     workdir: Path,
     pki: Pki,
@@ -514,9 +532,9 @@ def start_nginx(
     node_ports: Sequence[int],
     nodes_ca: Path | None = None,
 ) -> NginxServer:
-    """nginx with the rendered `deploy/nginx/*.conf` site on a free port, a certificate
-    from `pki` for localhost/127.0.0.1, verifying the nodes against `nodes_ca` (default:
-    `pki.ca_file`)."""
+    """The files of nginx with the rendered `deploy/nginx/*.conf` site on a free port, a
+    certificate from `pki` for localhost/127.0.0.1, verifying the nodes against `nodes_ca`
+    (default: `pki.ca_file`); not started."""
     (site_file,) = (deploy / "nginx").glob("*.conf")
     prefix = workdir
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
@@ -537,7 +555,19 @@ def start_nginx(
     )
     conf = prefix / "nginx.conf"
     conf.write_text(main_conf(prefix, site))
-    server = NginxServer(prefix, conf, site, port, tuple(node_ports))
+    return NginxServer(prefix, conf, site, port, tuple(node_ports))
+
+
+def start_nginx(
+    deploy: Path,
+    workdir: Path,
+    pki: Pki,
+    *,
+    node_ports: Sequence[int],
+    nodes_ca: Path | None = None,
+) -> NginxServer:
+    """`prepare_nginx()`, started; returns once it listens."""
+    server = prepare_nginx(deploy, workdir, pki, node_ports=node_ports, nodes_ca=nodes_ca)
     server.start()
     return server
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from services import HOST, NginxServer, Pki, RedisServer, free_port, nginx_server, redis_server
 
-from harness import PACKAGE, SCRIPT, make_venv, render, tool
+from harness import PACKAGE, SCRIPT, make_venv, render, tool, tooling
 
 ENV_PREFIX = PACKAGE.upper() + "_"
 CLIENT = Path(__file__).parent / "deploy_client.py"
@@ -47,10 +47,6 @@ pytestmark = [
     pytest.mark.timeout(300),
     # The refused old versions are offered on purpose.
     pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning"),
-    pytest.mark.skipif(
-        bool(services.missing_tools()),
-        reason=f"not installed: {services.missing_tools()} (.ci/run installs them)",
-    ),
 ]
 
 
@@ -66,6 +62,14 @@ class Project:
     @property
     def site(self) -> str:
         return (self.deploy / "nginx" / f"{SCRIPT}.conf").read_text()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def servers_installed() -> None:
+    missing = services.missing_tools()
+    # Never skipped: scripts/test installs them (scripts/system-packages); where it could
+    # not, these tests fail and say what to install.
+    assert not missing, f"not installed: {missing} (scripts/system-packages installs them)"
 
 
 @pytest.fixture(scope="module")
@@ -392,13 +396,22 @@ def sandboxed(project: Project, workdir: Path) -> list[str]:
         ),
         ("import os; os.setuid(0)", "PermissionError"),
         ("import os; os.setpriority(os.PRIO_PROCESS, 0, 1)", "PermissionError"),
+        (
+            "import socket; socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)",
+            "Address family not supported",
+        ),
+        (
+            "import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)",
+            "Address family not supported",
+        ),
     ],
 )
 def test_sandbox_emulation_refuses_what_the_unit_forbids(
     project: Project, workdir: Path, code: str, refusal: str
 ) -> None:
     """Control of the next test: the unit's filters, as sandbox_exec.py loads them, refuse
-    writable executable memory (MemoryDenyWriteExecute), @privileged and @resources."""
+    writable executable memory (MemoryDenyWriteExecute), @privileged and @resources, and
+    address families other than IPv4, IPv6 and Unix sockets."""
     result = subprocess.run(  # noqa: S603
         [*sandboxed(project, workdir), str(tool(project.venv, "python")), "-c", code],
         capture_output=True,
@@ -494,6 +507,18 @@ def test_spoofed_forwarded_for_does_not_become_the_client_address(
     assert sum("client=127.0.0.3" in line for line in lines) == 2, connected
 
 
+def access_lines(proxy: NginxServer, marker: str, count: int = 1) -> list[str]:
+    """The access-log lines holding `marker` (a User-Agent), once `count` are written:
+    nginx writes a line when the request ends, after its response."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [line for line in proxy.access_log.read_text().splitlines() if marker in line]
+        if len(lines) >= count or time.monotonic() > deadline:
+            assert len(lines) == count, lines
+            return lines
+        time.sleep(0.02)
+
+
 class _Recorder(http.server.BaseHTTPRequestHandler):
     """A stand-in node that records the request headers nginx sends it."""
 
@@ -580,6 +605,8 @@ def test_proxy_sends_the_client_address_alone_and_the_clients_host_and_origin(
         ("/socket.io/?EIO=4", "GET", {}),
         ("/socket.io/?EIO=4&transport=polling", "POST", {"Content-Length": "0"}),
         ("/socket.io/?EIO=4&transport=websocket", "GET", {}),  # no Upgrade header
+        ("/socket.io/?EIO=4", "GET", UPGRADE),  # no transport: engineio's polling
+        ("/socket.io/?EIO=4&transport=websocket", "POST", {**UPGRADE, "Content-Length": "0"}),
         ("/socket.io/?EIO=3&transport=websocket", "GET", UPGRADE),
         ("/socket.io/?EIO=4&transport=websocket&transport=polling", "GET", UPGRADE),
         ("/socket.io/?EIO=4&Transport=websocket&transport=polling", "GET", UPGRADE),
@@ -591,12 +618,18 @@ def test_polling_and_other_socketio_requests_are_refused_at_the_proxy(
     proxy: NginxServer, pki: Pki, target: str, method: str, headers: dict[str, str]
 ) -> None:
     """C02 at the proxy: 400 from nginx, and the access log shows no upstream was asked."""
+    agent = secrets.token_hex(8)
     status, head = http_request(
-        proxy.port, pki.ca_file, target, method=method, headers=headers, source="127.0.0.5"
+        proxy.port,
+        pki.ca_file,
+        target,
+        method=method,
+        source="127.0.0.5",
+        headers={**headers, "User-Agent": agent},
     )
     assert status == 400, head
-    time.sleep(0.05)  # the access log line is written after the response
-    line = proxy.access_log.read_text().splitlines()[-1]
+    assert "strict-transport-security: max-age=63072000" in head.lower(), head
+    (line,) = access_lines(proxy, agent)
     assert f'"{method} {target.partition("?")[0]} ' in line, line
     assert " 400 " in line, line
     assert "upstream=- " in line, line
@@ -605,25 +638,48 @@ def test_polling_and_other_socketio_requests_are_refused_at_the_proxy(
 def test_websocket_upgrade_and_health_check_pass_the_proxy(proxy: NginxServer, pki: Pki) -> None:
     """The one websocket request is passed (101 from a node), /healthz too, each answer
     with one HSTS header; the access log holds no query string."""
+    agent = secrets.token_hex(8)
     kept: list[ssl.SSLSocket] = []
     status, head = http_request(
         proxy.port,
         pki.ca_file,
         "/socket.io/?EIO=4&transport=websocket&secret=hunter2",
-        headers=UPGRADE,
+        headers={**UPGRADE, "User-Agent": agent},
         source="127.0.0.6",
         keep=kept,
     )
     for sock in kept:
         sock.close()
     assert status == 101, head
-    status, head = http_request(proxy.port, pki.ca_file, "/healthz", source="127.0.0.6")
+    status, head = http_request(
+        proxy.port, pki.ca_file, "/healthz", source="127.0.0.6", headers={"User-Agent": agent}
+    )
     assert status == 200, head
     assert head.lower().count("strict-transport-security: max-age=63072000") == 1, head
+    websocket, health = access_lines(proxy, agent, count=2)
+    assert re.search(r'"GET /socket.io/ HTTP/1.1" 101 .* upstream=127\.0\.0\.1:\d+ ', websocket)
+    assert re.search(r'"GET /healthz HTTP/1.1" 200 .* upstream=127\.0\.0\.1:\d+ ', health)
     log = proxy.access_log.read_text()
     assert "hunter2" not in log
     assert "EIO=" not in log
-    assert re.search(r'"GET /healthz HTTP/1.1" 200 .* upstream=127\.0\.0\.1:\d+ ', log), log
+
+
+def test_proxy_refuses_request_bodies_and_oversized_headers(proxy: NginxServer, pki: Pki) -> None:
+    """Size limits at the proxy: a body over 1 KiB (413) and a header over the header
+    buffers (400) are refused by nginx, before any node."""
+    status, head = http_request(
+        proxy.port,
+        pki.ca_file,
+        "/healthz",
+        method="GET",
+        headers={"Content-Length": "2048"},
+        source="127.0.0.12",
+    )
+    assert status == 413, head
+    status, head = http_request(
+        proxy.port, pki.ca_file, "/healthz", source="127.0.0.12", headers={"X-Padding": "a" * 9000}
+    )
+    assert status == 400, head
 
 
 def test_per_address_connection_cap_is_enforced_by_the_proxy(
@@ -720,6 +776,24 @@ def test_proxy_tls_profile_intermediate(proxy: NginxServer, pki: Pki) -> None:
         tls_client(proxy.port, pki.ca_file, context=context).close()
 
 
+def test_proxy_key_exchange_groups_are_the_profiles(proxy: NginxServer, pki: Pki) -> None:
+    """C01 at the proxy: X25519, P-256 and P-384 only (`ssl_ecdh_curve`); a client that
+    offers nothing but P-521 or X448 (OpenSSL's defaults include both) is refused. Under
+    TLS 1.3, where the groups are about the key exchange alone (under TLS 1.2 they also
+    name the curves of ECDSA certificates the client accepts)."""
+    version = ssl.TLSVersion.TLSv1_3
+    for group, accepted in (("X25519", True), ("prime256v1", True), ("secp384r1", True),
+                            ("secp521r1", False), ("X448", False)):  # fmt: skip
+        context = protocol_context(pki.ca_file, version)
+        context.set_ecdh_curve(group)  # the one group this client offers
+        try:
+            tls_client(proxy.port, pki.ca_file, context=context).close()
+            outcome = True
+        except ssl.SSLError:
+            outcome = False
+        assert outcome is accepted, (group, version)
+
+
 def test_proxy_tls_profile_modern(workdir: Path, pki: Pki) -> None:
     """C01 at the proxy of a project rendered `modern`: TLS 1.3 only."""
     modern = render(workdir / "modern", tls_profile="modern")
@@ -751,6 +825,46 @@ def test_proxy_refuses_a_node_whose_certificate_it_cannot_verify(
         status, head = http_request(server.port, other.ca_file, "/healthz")
     assert status == 502, head
     assert "upstream SSL certificate verify error" in server.error_log.read_text()
+
+
+LONGEST_NAME = "Secret Password Key-Pass_0123456789abcdef"[:40]
+
+
+def test_files_of_an_awkward_project_name_load(workdir: Path, pki: Pki) -> None:
+    """The longest project name, made of words a secret scanner looks for: the project's
+    detect-secrets finds nothing in deploy/, nginx accepts the site (`nginx -t`), Redis
+    starts with the ACL users, systemd verifies the unit."""
+    project = render(workdir / "awkward", project_name=LONGEST_NAME)
+    deploy = project / "deploy"
+    scan = subprocess.run(  # noqa: S603 - the template's detect-secrets, rendered files
+        [str(tooling("detect-secrets-hook")), *(str(f) for f in deploy.rglob("*") if f.is_file())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert scan.returncode == 0, scan.stdout
+    nginx = services.prepare_nginx(deploy, workdir / "nginx-awkward", pki, node_ports=[1])
+    result = nginx.test_config()
+    assert result.returncode == 0, result.stderr
+    with redis_server(deploy, workdir / "redis-awkward", pki) as server:
+        assert server.cli("ACL", "WHOAMI").stdout.strip() == "ops"
+    (unit,) = (deploy / "systemd").glob("*@.service")
+    script = unit.name.removesuffix("@.service")
+    verified = workdir / "awkward-unit" / unit.name.replace("@.service", "@8001.service")
+    verified.parent.mkdir()
+    fake = verified.parent / script
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    verified.write_text(unit.read_text().replace(f"/opt/{script}/.venv/bin/{script}", str(fake)))
+    check = subprocess.run(  # noqa: S603
+        [services.tool_path("systemd-analyze"), "verify", "--man=no", str(verified)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
 
 
 # ------------------------------------------------------------------ redis
@@ -786,6 +900,34 @@ def test_redis_default_user_is_off_and_nothing_runs_unauthenticated(redis: Redis
     assert "WRONGPASS" in answer or "disabled" in answer, answer
     wrong = redis.cli("PING", user="node", password=secrets.token_urlsafe(16), check=False)
     assert "PONG" not in wrong.stdout
+
+
+def test_redis_ops_user_maintains_but_cannot_flush_debug_or_reconfigure(
+    redis: RedisServer,
+) -> None:
+    """The ops user inspects, rotates passwords and rewrites the AOF; it cannot flush,
+    debug, reconfigure or list all keys with KEYS."""
+    assert redis.cli("ACL", "WHOAMI").stdout.strip() == "ops"
+    assert "redis_version:7." in redis.cli("INFO", "server").stdout
+    assert "node" in redis.cli("ACL", "USERS").stdout.split()
+    assert "rewriting" in redis.cli("BGREWRITEAOF").stdout
+    # ACL DRYRUN asks the ACL alone, and runs nothing (SHUTDOWN included).
+    refused = [
+        ["FLUSHALL"],
+        ["FLUSHDB"],
+        ["DEBUG", "SLEEP", "0"],
+        ["KEYS", "*"],
+        ["CONFIG", "SET", "appendonly", "no"],
+        ["SHUTDOWN"],
+        ["MONITOR"],
+        ["REPLICAOF", "127.0.0.1", "1"],
+        ["MODULE", "LIST"],
+    ]
+    for command in refused:
+        answer = redis.cli("ACL", "DRYRUN", "ops", *command).stdout
+        assert "no permissions" in answer, (command, answer)
+    for command in (["INFO"], ["ACL", "SETUSER", "node", "on"], ["BGREWRITEAOF"], ["SCAN", "0"]):
+        assert redis.cli("ACL", "DRYRUN", "ops", *command).stdout.strip() == "OK", command
 
 
 def test_redis_has_no_plaintext_port_and_keeps_data_across_restarts(redis: RedisServer) -> None:
