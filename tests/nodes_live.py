@@ -306,7 +306,7 @@ def serve(settings: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[st
     ("url", "ca", "reason"),
     [
         ("wrong-password", True, "the message queue refused the user or password"),
-        ("redis://node:x@127.0.0.1:{port}/0", True, "message_queue_plaintext"),
+        ("redis://node:{password}@127.0.0.1:{port}/0", True, "message_queue_plaintext"),
         ("rediss://:{password}@127.0.0.1:{port}/0", True, "message_queue_default_user"),
         ("rediss://default:{password}@127.0.0.1:{port}/0", True, "message_queue_default_user"),
         ("good", False, "message_queue_ca_missing"),

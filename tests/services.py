@@ -13,7 +13,7 @@ context managers `redis_server()` and `nginx_server()` stop theirs whatever happ
 
     pki = Pki.create(tmp / "pki")
     with redis_server(project / "deploy", tmp / "redis", pki) as redis:
-        redis.url        # rediss://node:<password>@127.0.0.1:<port>/0, CA: redis.ca_file
+        redis.url        # rediss://node:{password}@127.0.0.1:{port}/0, CA: redis.ca_file
         redis.freeze(); redis.thaw(); redis.kill(); redis.start()   # same port, same data
     with nginx_server(project / "deploy", tmp / "nginx", pki, node_ports=[p1, p2]) as nginx:
         nginx.port       # TLS, the site's profile; nodes verified against pki.ca_file

@@ -116,7 +116,7 @@ def queue_findings(settings: Settings) -> list[Finding]:
             Finding(
                 "message_queue_url_invalid",
                 setting,
-                "use rediss://USER:PASSWORD@HOST:PORT/DB (or valkeys://)",
+                "use rediss://{user}:{password}@{host}:{port}/{db} (or valkeys://)",
             ),
         ]
     if parts.scheme in PLAIN_SCHEMES and (settings.is_production or not _is_loopback(host)):
@@ -133,7 +133,7 @@ def queue_findings(settings: Settings) -> list[Finding]:
             Finding(
                 "message_queue_default_user",
                 setting,
-                "name the nodes' own ACL user (rediss://USER:PASSWORD@...); "
+                "name the nodes' own ACL user (rediss://{user}:{password}@...); "
                 "the default user must be off",
             )
         )

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # C12: proxies whose X-Forwarded-For / X-Forwarded-Proto are trusted; none by default.
     forwarded_allow_ips: Annotated[tuple[str, ...], NoDecode] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # Several nodes (C07, C19): the message queue they share, `rediss://USER:PASSWORD@HOST:
+    # Several nodes (C07, C19): the message queue they share, `rediss://USER:{PASSWORD}@HOST:
     # PORT/DB` (or `valkeys://`), and the CA file that signed its certificate. Unset, the
     # service is one process and needs nothing else. See cluster.py and docs/deploy.md.
     message_queue_url: SecretStr | None = None
