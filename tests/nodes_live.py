@@ -189,6 +189,23 @@ async def test_the_session_cap_of_a_subject_counts_every_node(
                 assert (await again.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
 
 
+async def test_a_node_that_stops_frees_its_sessions_at_once(
+    pki: Pki, signing: SigningKeys, make_token: TokenFactory, redis: services.RedisServer
+) -> None:
+    """A rolling restart: the subject's sessions on a node that stops are no longer
+    counted (its leases go at shutdown, not 30 s later), so the clients reconnect to
+    another node at once, even at the cap."""
+    settings = node_settings(pki, signing, redis, max_sessions_per_subject=1)
+    with live_server(settings, pki) as b:
+        with live_server(settings, pki) as a:
+            async with connected(a, make_token(sub="gina")) as gina:
+                notices = Notices(gina, "unused")
+                assert await refused(b, make_token(sub="gina")) == "unauthorized"
+        await notices.wait_disconnected(5)
+        async with connected(b, make_token(sub="gina")) as again:
+            assert (await again.call("join", {"room": "lobby"}, timeout=5))["ok"] is True
+
+
 async def test_redis_killed_local_traffic_flows_and_everything_comes_back(
     pki: Pki, signing: SigningKeys, make_token: TokenFactory, redis: services.RedisServer
 ) -> None:

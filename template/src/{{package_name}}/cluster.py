@@ -257,6 +257,7 @@ class Cluster:
         self._is_open: IsOpen = lambda _namespace, _sid: True
         self._pending: dict[str, float] = {}  # revocations not yet in Redis
         self._claims: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, sid) -> key, member
+        self._releasing: set[tuple[str, str]] = set()  # key, member: being removed
         self._lost_since: float | None = None
         self._last_echo = time.monotonic()
         self._subscribed_at: float | None = None
@@ -311,11 +312,21 @@ class Cluster:
             self._lost("unreachable_at_startup")
 
     async def stop(self) -> None:
+        """Leave the queue (at shutdown, after the connections closed): this node's leases
+        go at once, so that clients reconnecting to other nodes (a rolling restart) are
+        not counted twice until the leases lapse."""
         for task in list(self._tasks):
             task.cancel()
         thread = getattr(self.manager, "thread", None)
         if thread is not None:
             thread.cancel()
+        leases = self._releasing | set(self._claims.values())
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(4 * self._timeout):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key, member in leases:
+                        pipe.zrem(key, member)
+                    await pipe.execute()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._redis.aclose(), self._timeout)
 
@@ -502,11 +513,13 @@ class Cluster:
     def release(self, namespace: str, sid: str) -> None:
         claim = self._claims.pop((namespace, sid), None)
         if claim is not None and self._lost_since is None:
+            self._releasing.add(claim)
             self._spawn(self._unclaim(*claim))
 
     async def _unclaim(self, key: str, member: str) -> None:
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             await asyncio.wait_for(self._redis.zrem(key, member), BACKGROUND_SECONDS)
+            self._releasing.discard((key, member))
 
     async def _renew_leases(self) -> None:
         while True:
