@@ -60,6 +60,7 @@ ISSUER_CHARS = "".join(
     chr(code) for code in range(0x21, 0x7F) if chr(code) not in {'"', "\\"}
 )  # the validator's printable set: no space, double quote or backslash
 DESCRIPTION_MAX, AUTHOR_MAX, ISSUER_MAX = 200, 100, 200
+CREDENTIALS = re.compile(r"://[^{}\s]+:[^{}\s]+@")
 
 
 def package_of(project_name: str) -> str:
@@ -159,9 +160,12 @@ def text(rng: random.Random, length: int) -> str:
 
 def issuer(rng: random.Random, length: int) -> str:
     if length < 12:
-        return "".join(rng.choice(ISSUER_CHARS) for _ in range(length))
-    head = rng.choice(["https://", "urn:", "api://", ""])
-    return head + "".join(rng.choice(ISSUER_CHARS) for _ in range(length - len(head)))
+        value = "".join(rng.choice(ISSUER_CHARS) for _ in range(length))
+    else:
+        head = rng.choice(["https://", "urn:", "api://", ""])
+        value = head + "".join(rng.choice(ISSUER_CHARS) for _ in range(length - len(head)))
+    # The validator refuses what looks like scheme://user:password@ (see copier.yml).
+    return value if not CREDENTIALS.search(value) else value.replace("@", "a")
 
 
 def host(rng: random.Random, long: bool) -> str:
