@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import keys, posture, seclog, tls
 from .settings import ENV_PREFIX, Settings, SettingsError
-from .tlsgroups import GroupsError
+from .tlsgroups import GroupsError, handshake_in_memory
 
 # What a reload applies; every other setting needs a restart. (The development private key
 # is read by `token`, never by `serve`.)
@@ -71,7 +71,6 @@ _THUMBPRINT_MEMBERS: Final[Mapping[str, tuple[str, ...]]] = {
     "EC": ("crv", "kty", "x", "y"),
     "OKP": ("crv", "kty", "x"),
 }
-_PROBE_ROUNDS: Final = 8
 
 
 class SwitchableKeys:
@@ -225,22 +224,14 @@ def _served_certificate(listener: ssl.SSLContext) -> x509.Certificate:
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname = False
     client.verify_mode = ssl.CERT_NONE  # only the certificate offered is read
-    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
-    client_side = client.wrap_bio(to_client, to_server)
-    pending = [client_side, listener.wrap_bio(to_server, to_client, server_side=True)]
-    for _ in range(_PROBE_ROUNDS):
-        for side in list(pending):
-            try:
-                side.do_handshake()
-            except ssl.SSLWantReadError:
-                continue
-            pending.remove(side)
-        if not pending:
-            der = client_side.getpeercert(binary_form=True)
-            if der is None:
-                raise ValueError("no certificate offered")
-            return x509.load_der_x509_certificate(der)
-    raise ValueError("the probe handshake did not finish")
+    try:
+        client_side = handshake_in_memory(client, listener)
+    except TimeoutError:
+        raise ValueError("the probe handshake did not finish") from None
+    der = client_side.getpeercert(binary_form=True) if client_side is not None else None
+    if der is None:
+        raise ValueError("the probe handshake was refused or offered no certificate")
+    return x509.load_der_x509_certificate(der)
 
 
 def _failed(reason: str, **fields: object) -> None:

@@ -156,11 +156,20 @@ def _handshake(server: ssl.SSLContext, group: str) -> bool | None:
         client_context.set_ecdh_curve(group)
     except (ValueError, ssl.SSLError):
         return None
+    try:
+        return handshake_in_memory(client_context, server) is not None
+    except TimeoutError:
+        raise GroupsError(f"the probe handshake offering {group} did not finish") from None
+
+
+def handshake_in_memory(client: ssl.SSLContext, server: ssl.SSLContext) -> ssl.SSLObject | None:
+    """A TLS handshake between `client` and `server` through memory buffers, no socket:
+    the client's side once both finished, None when either refused it, `TimeoutError` when
+    it does not finish within a few rounds. (Also how reload.py reads the certificate a
+    new connection gets.)"""
     to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
-    pending = [
-        client_context.wrap_bio(to_client, to_server),
-        server.wrap_bio(to_server, to_client, server_side=True),
-    ]
+    client_side = client.wrap_bio(to_client, to_server)
+    pending = [client_side, server.wrap_bio(to_server, to_client, server_side=True)]
     for _ in range(_PROBE_ROUNDS):
         for side in list(pending):
             try:
@@ -168,8 +177,8 @@ def _handshake(server: ssl.SSLContext, group: str) -> bool | None:
             except ssl.SSLWantReadError:
                 continue
             except ssl.SSLError:
-                return False
+                return None
             pending.remove(side)
         if not pending:
-            return True
-    raise GroupsError(f"the probe handshake offering {group} did not finish")
+            return client_side
+    raise TimeoutError("the handshake did not finish")
