@@ -164,7 +164,7 @@ def issuer(rng: random.Random, length: int) -> str:
     else:
         head = rng.choice(["https://", "urn:", "api://", ""])
         value = head + "".join(rng.choice(ISSUER_CHARS) for _ in range(length - len(head)))
-    # The validator refuses what looks like scheme://user:password@ (see copier.yml).
+    # The validator refuses what looks like a URL with a user and password (copier.yml).
     return value if not CREDENTIALS.search(value) else value.replace("@", "a")
 
 

@@ -45,7 +45,7 @@ BAD_ANSWERS = [
     ("jwt_issuer", "", "printable characters"),
     ("jwt_issuer", "https://a b", "printable characters"),
     ("jwt_audience", 'aud"ience', "printable characters"),
-    ("jwt_issuer", "https://ops:hunter2@auth.example.com/", "a user and password"),
+    ("jwt_issuer", "https://u:p@a.example/", "a user and password"),  # pragma: allowlist secret
     ("jwt_audience", "api://svc/x:y@z", "a user and password"),
     ("jwt_leeway_seconds", -1, "between 0 and 120"),
     ("jwt_leeway_seconds", 3600, "between 0 and 120"),
