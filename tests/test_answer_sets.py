@@ -223,6 +223,10 @@ def answer_sets(seed: int, modules: set[str]) -> list[dict[str, Any]]:
             "cors_allowed_origins": origins_answer(rng, 1 + index % 4, long=index % 5 == 0),
         }
         sets.append(answers)
+    # A host ending in a secret scanner's keyword, then a port and another origin: in the
+    # answers file detect-secrets read `pwdsafe:8443, https://...` as a password (seed
+    # 4003955817 found it with `t3oupwdann9z:443`).
+    sets[1]["cors_allowed_origins"] = "[https://vault.pwdsafe:8443, https://app.example.com]"
     return sets
 
 
