@@ -97,6 +97,17 @@ async def gather_limited(count: int, make: Any) -> list[Any]:
     return await asyncio.gather(*(one(index) for index in range(count)))
 
 
+def latency_summary(latencies: list[float], elapsed: float) -> dict[str, Any]:
+    """Messages, seconds, and the median and 99th percentile of `latencies` in ms."""
+    latencies = sorted(latencies)
+    return {
+        "messages": len(latencies),
+        "seconds": elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+    }
+
+
 async def mode_connect(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     sockets = await gather_limited(args.n, lambda _: client.open())
@@ -126,13 +137,7 @@ async def mode_echo(client: Client, args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.gather(*(loop(index, ws) for index, ws in enumerate(sockets)))
     elapsed = time.perf_counter() - start
     await asyncio.gather(*(ws.close() for ws in sockets))
-    latencies.sort()
-    return {
-        "messages": len(latencies),
-        "seconds": elapsed,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-    }
+    return latency_summary(latencies, elapsed)
 
 
 async def mode_hold(client: Client, args: argparse.Namespace) -> dict[str, Any]:
@@ -236,13 +241,7 @@ async def mode_pairs(client: Client, args: argparse.Namespace) -> dict[str, Any]
     for reader in readers:
         reader.cancel()
     await asyncio.gather(*(ws.close() for ws in senders + receivers), return_exceptions=True)
-    latencies.sort()
-    return {
-        "messages": len(latencies),
-        "seconds": elapsed,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-    }
+    return latency_summary(latencies, elapsed)
 
 
 async def mode_listen(client: Client, args: argparse.Namespace) -> dict[str, Any]:

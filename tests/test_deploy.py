@@ -689,34 +689,25 @@ def test_per_address_connection_cap_is_enforced_by_the_proxy(
     (the nodes' own cap is set higher here); past it, 429 from nginx."""
     (cap,) = (int(v.split()[1]) for v in directive(project.site, "limit_conn"))
     kept: list[ssl.SSLSocket] = []
+
+    def upgrade(source: str, *, keep: bool = True) -> tuple[int, str]:
+        return http_request(
+            proxy.port,
+            pki.ca_file,
+            "/socket.io/?EIO=4&transport=websocket",
+            headers=UPGRADE,
+            source=source,
+            keep=kept if keep else None,
+        )
+
     try:
         for _ in range(cap):
-            status, head = http_request(
-                proxy.port,
-                pki.ca_file,
-                "/socket.io/?EIO=4&transport=websocket",
-                headers=UPGRADE,
-                source="127.0.0.7",
-                keep=kept,
-            )
+            status, head = upgrade("127.0.0.7")
             assert status == 101, head
-        status, head = http_request(
-            proxy.port,
-            pki.ca_file,
-            "/socket.io/?EIO=4&transport=websocket",
-            headers=UPGRADE,
-            source="127.0.0.7",
-        )
+        status, head = upgrade("127.0.0.7", keep=False)
         assert status == 429, head
         # Another address is not affected.
-        status, head = http_request(
-            proxy.port,
-            pki.ca_file,
-            "/socket.io/?EIO=4&transport=websocket",
-            headers=UPGRADE,
-            source="127.0.0.8",
-            keep=kept,
-        )
+        status, head = upgrade("127.0.0.8")
         assert status == 101, head
     finally:
         for sock in kept:

@@ -37,7 +37,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import SplitResult, urlsplit
 
@@ -246,7 +245,6 @@ class Cluster:
     """This node's part of the cluster: the queue's state, revocations and session leases."""
 
     def __init__(self, settings: Settings, revocations: Revocations) -> None:
-        self._settings = settings
         self._revocations = revocations
         self._timeout = settings.message_queue_timeout_seconds
         self._channel = settings.message_queue_channel
@@ -339,15 +337,18 @@ class Cluster:
 
     async def publish(self, message: dict[str, Any]) -> bool:
         """Publish within the deadline; skipped at once while the queue is lost."""
-        if self._lost_since is not None:
+        if self._lost_since is not None or not await self._send(message):
             self._dropped += 1
             return False
+        return True
+
+    async def _send(self, message: dict[str, Any]) -> bool:
+        """Publish within the deadline, lost or not; a failure marks the queue lost."""
         try:
             # asyncio.timeout() rather than wait_for(), which makes a task per message on 3.11.
             async with asyncio.timeout(self._timeout):
                 await self._redis.publish(self._channel, json.dumps(message))
         except (RedisError, OSError, TimeoutError) as exc:
-            self._dropped += 1
             self._lost("publish_failed", exc)
             return False
         return True
@@ -355,15 +356,7 @@ class Cluster:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            try:
-                await asyncio.wait_for(
-                    self._redis.publish(
-                        self._channel, json.dumps({"method": HEARTBEAT, "host_id": self.host_id})
-                    ),
-                    self._timeout,
-                )
-            except (RedisError, OSError, TimeoutError) as exc:
-                self._lost("publish_failed", exc)
+            if not await self._send({"method": HEARTBEAT, "host_id": self.host_id}):
                 continue
             silent = time.monotonic() - self._last_echo
             listening = self._subscribed_at is not None and (
@@ -565,8 +558,3 @@ class QueueManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     async def _listen(self) -> AsyncIterator[Any]:
         async for message in self._cluster.listen():
             yield message
-
-
-def revocations_store(settings: Settings) -> Path | None:
-    """The file a single node keeps its deny-list in (none with a queue)."""
-    return None if settings.message_queue_url is not None else settings.revocations_file

@@ -82,10 +82,15 @@ class Revocations:
             await asyncio.to_thread(_write, self._file, self.items())
 
 
+def file_of(settings: Settings) -> Path | None:
+    """The file one node keeps its deny-list in; none with a queue (Redis keeps it)."""
+    return None if settings.message_queue_url is not None else settings.revocations_file
+
+
 def findings(settings: Settings) -> list[Finding]:
     """A revocations file that cannot be read would be a deny-list silently emptied."""
-    path = settings.revocations_file
-    if path is None or settings.message_queue_url is not None:
+    path = file_of(settings)
+    if path is None:
         return []
     try:
         _read(path, settings.revocation_ttl_seconds)

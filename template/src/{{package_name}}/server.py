@@ -17,15 +17,14 @@ from typing import Final
 import socketio
 import uvicorn
 
-from . import asynciotls, events, http11, keys, listener, seclog, tls, websocket
+from . import asynciotls, events, http11, keys, listener, revocations, seclog, tls, websocket
 from .auth import TokenVerifier
-from .cluster import Cluster, revocations_store
+from .cluster import Cluster
 from .dispatch import Router
 from .guard import Guard
 from .lifecycle import ADMIN_NAMESPACE, ADMIN_SCOPE, Lifecycle
 from .limits import AcceptCaps
 from .packets import GatedServer
-from .revocations import Revocations
 from .schemas import Reauth, Revoke
 from .sessions import Sessions
 from .settings import Settings
@@ -43,9 +42,11 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
         max_lifetime=settings.max_token_lifetime_seconds,
         required_type=settings.jwt_required_type,
     )
-    revocations = Revocations(settings.revocation_ttl_seconds, revocations_store(settings))
+    deny_list = revocations.Revocations(
+        settings.revocation_ttl_seconds, revocations.file_of(settings)
+    )
     # With a message queue, python-socketio's Redis manager, bounded (see cluster).
-    cluster = Cluster(settings, revocations) if settings.message_queue_url is not None else None
+    cluster = Cluster(settings, deny_list) if settings.message_queue_url is not None else None
     # python-socketio's server with its packet handlers gated (see packets).
     sio = GatedServer(
         client_manager=cluster.manager if cluster is not None else None,
@@ -66,7 +67,7 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
         engineio_logger=seclog.pinned_logger("engineio.server"),
     )
     sessions, admin_sessions = Sessions(), Sessions()
-    lifecycle = Lifecycle(sio, sessions, admin_sessions, verifier, settings, revocations, cluster)
+    lifecycle = Lifecycle(sio, sessions, admin_sessions, verifier, settings, deny_list, cluster)
     strikes = max(1, settings.event_burst)
 
     sio.on("connect", handler=lifecycle.connect)
