@@ -249,9 +249,9 @@ async def test_redis_killed_local_traffic_flows_and_everything_comes_back(
 async def test_redis_frozen_no_handler_waits_past_the_deadline(
     pki: Pki, signing: SigningKeys, make_token: TokenFactory, redis: services.RedisServer
 ) -> None:
-    """Redis stopped with SIGSTOP (a hung server, not a closed port): a handler waits at
-    most the deadline once, then not at all while the queue is lost; delivery resumes
-    within 5 s of SIGCONT."""
+    """Redis stopped with SIGSTOP (a hung server, not a closed port): no handler waits
+    longer than the deadline (and none at all once the heartbeat has called the queue
+    lost); delivery resumes within 5 s of SIGCONT."""
     settings = node_settings(pki, signing, redis)
     with live_server(settings, pki) as a, live_server(settings, pki) as b:
         async with (

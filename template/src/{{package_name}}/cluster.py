@@ -17,8 +17,10 @@ on top, on the same channel and under keys `<channel>:*`:
   lost, publishing is skipped at once, local delivery goes on, and the cap falls back to
   each node's own count;
 - liveness: every node publishes a heartbeat each second and must hear its own; three
-  seconds without one, or a failed publish, and the queue is lost (`queue_lost` in the
-  security log, `/healthz` says degraded) until a heartbeat comes back (`queue_restored`).
+  seconds without one, or a refused or broken connection, and the queue is lost
+  (`queue_lost` in the security log, `/healthz` says degraded) until a heartbeat comes
+  back (`queue_restored`). A missed deadline alone drops that one operation: a busy node
+  misses deadlines with a healthy queue.
   The listener resubscribes after 0.1 s, doubling to at most 1 s (python-socketio's own
   doubles to 60 s), so delivery resumes within seconds of Redis's return.
 
@@ -290,6 +292,7 @@ class Cluster:
             self._lost_since = None
             seclog.event("queue_restored", after=f"{after:.1f}s", dropped=self._dropped)
             self._dropped = 0
+            self._spawn(self._share_pending())
             self._spawn(self._resync())
 
     # ------------------------------------------------------------------ lifecycle
@@ -335,38 +338,59 @@ class Cluster:
 
     # ------------------------------------------------------------------ publish
 
+    async def _attempt(
+        self, operation: Awaitable[Any], seconds: float, reason: str
+    ) -> tuple[bool, Any]:
+        """Run one queue operation within `seconds`: (done, its result).
+
+        A refused or broken connection marks the queue lost at once. A deadline passed
+        fails this operation only: a node that was slow itself (a busy CPU) passes
+        deadlines while the queue is healthy, and calling the queue lost then would drop
+        every message for a second or more (seen under load). A queue that stopped
+        answering is the heartbeat's to find."""
+        try:
+            # asyncio.timeout() rather than wait_for(), which makes a task per call on 3.11.
+            async with asyncio.timeout(seconds):
+                return True, await operation
+        except TimeoutError:
+            return False, None
+        except (RedisError, OSError) as exc:
+            self._lost(reason, exc)
+            return False, None
+
     async def publish(self, message: dict[str, Any]) -> bool:
         """Publish within the deadline; skipped at once while the queue is lost."""
-        if self._lost_since is not None or not await self._send(message):
-            self._dropped += 1
-            return False
-        return True
-
-    async def _send(self, message: dict[str, Any]) -> bool:
-        """Publish within the deadline, lost or not; a failure marks the queue lost."""
-        try:
-            # asyncio.timeout() rather than wait_for(), which makes a task per message on 3.11.
-            async with asyncio.timeout(self._timeout):
-                await self._redis.publish(self._channel, json.dumps(message))
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._lost("publish_failed", exc)
-            return False
-        return True
+        if self._lost_since is None:
+            sent, _ = await self._attempt(
+                self._redis.publish(self._channel, json.dumps(message)),
+                self._timeout,
+                "publish_failed",
+            )
+            if sent:
+                return True
+        self._dropped += 1
+        return False
 
     async def _heartbeat(self) -> None:
+        """Each second: publish a heartbeat (it may take up to LOST_AFTER_SECONDS), judge
+        the silence, and share what revocations a missed deadline left pending."""
+        beat = json.dumps({"method": HEARTBEAT, "host_id": self.host_id})
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            if not await self._send({"method": HEARTBEAT, "host_id": self.host_id}):
-                continue
-            silent = time.monotonic() - self._last_echo
-            listening = self._subscribed_at is not None and (
-                time.monotonic() - self._subscribed_at > LOST_AFTER_SECONDS
+            sent, _ = await self._attempt(
+                self._redis.publish(self._channel, beat), LOST_AFTER_SECONDS, "publish_failed"
             )
-            if silent > LOST_AFTER_SECONDS and listening:
-                # Publishing works but nothing comes back: the subscription is dead
-                # without having noticed (a half-open connection). Start it again.
+            if time.monotonic() - self._last_echo > LOST_AFTER_SECONDS:
                 self._lost("no_heartbeat")
-                self._restart_listener()
+                listening = self._subscribed_at is not None and (
+                    time.monotonic() - self._subscribed_at > LOST_AFTER_SECONDS
+                )
+                if sent and listening:
+                    # Publishing works but nothing comes back: the subscription is dead
+                    # without having noticed (a half-open connection). Start it again.
+                    self._restart_listener()
+            elif self._pending and self._lost_since is None:
+                await self._share_pending()
 
     def _restart_listener(self) -> None:
         thread = getattr(self.manager, "thread", None)
@@ -427,17 +451,23 @@ class Cluster:
     # ------------------------------------------------------------------ revocations
 
     async def share_revocation(self, sub: str, at: float) -> bool:
-        """Store a revocation in Redis and announce it to every node; kept for later (and
-        False) while the queue is lost."""
+        """Store a revocation in Redis and announce it to every node; kept for the
+        heartbeat to share (and False) while the queue is lost or past the deadline."""
         self._pending[sub] = max(at, self._pending.get(sub, 0.0))
         if self._lost_since is not None:
             return False
-        try:
-            await asyncio.wait_for(self._store(sub, self._pending[sub]), self._timeout)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._lost("publish_failed", exc)
-            return False
-        return True
+        shared, _ = await self._attempt(
+            self._store(sub, self._pending[sub]), self._timeout, "publish_failed"
+        )
+        return shared
+
+    async def _share_pending(self) -> None:
+        for sub, at in list(self._pending.items()):
+            shared, _ = await self._attempt(
+                self._store(sub, at), BACKGROUND_SECONDS, "publish_failed"
+            )
+            if not shared:
+                return
 
     async def _store(self, sub: str, at: float) -> None:
         key = _revocations_key(self._channel)
@@ -455,12 +485,11 @@ class Cluster:
             del self._pending[sub]
 
     async def _resync(self) -> None:
-        """After each (re)subscription: share what was revoked here meanwhile, then read
-        the whole deny-list and end the local sessions it now refuses."""
+        """After each (re)subscription and when the queue is back: read the whole
+        deny-list and end the local sessions it now refuses. (What was revoked here
+        meanwhile the heartbeat shares, see `_share_pending`.)"""
         try:
             async with asyncio.timeout(BACKGROUND_SECONDS):
-                for pending_sub, pending_at in list(self._pending.items()):
-                    await self._store(pending_sub, pending_at)
                 since = time.time() - self._revocations.ttl
                 entries = await self._redis.zrangebyscore(
                     _revocations_key(self._channel), since, "+inf", withscores=True
@@ -489,19 +518,21 @@ class Cluster:
         self._claims[(namespace, sid)] = (key, member)
         if self._lost_since is not None:
             return None
+        counted, count = await self._attempt(
+            self._count(key, member), self._timeout, "claim_failed"
+        )
+        return int(count) <= cap if counted else None
+
+    async def _count(self, key: str, member: str) -> int:
+        """Add this session's lease, drop lapsed ones, and count the subject's sessions."""
         now = time.time()
-        try:
-            async with asyncio.timeout(self._timeout):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    pipe.zremrangebyscore(key, "-inf", now)
-                    pipe.zadd(key, {member: now + LEASE_SECONDS})
-                    pipe.zcard(key)
-                    pipe.expire(key, int(2 * LEASE_SECONDS))
-                    results = await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._lost("publish_failed", exc)
-            return None
-        return int(results[2]) <= cap
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zadd(key, {member: now + LEASE_SECONDS})
+            pipe.zcard(key)
+            pipe.expire(key, int(2 * LEASE_SECONDS))
+            results = await pipe.execute()
+        return int(results[2])
 
     def release(self, namespace: str, sid: str) -> None:
         claim = self._claims.pop((namespace, sid), None)
@@ -527,15 +558,14 @@ class Cluster:
             expires = time.time() + LEASE_SECONDS
             for key, member in self._claims.values():
                 by_key[key][member] = expires
-            try:
-                async with asyncio.timeout(BACKGROUND_SECONDS):
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for key, members in by_key.items():
-                            pipe.zadd(key, members)
-                            pipe.expire(key, int(2 * LEASE_SECONDS))
-                        await pipe.execute()
-            except (RedisError, OSError, TimeoutError) as exc:
-                self._lost("publish_failed", exc)
+            await self._attempt(self._renew(by_key), BACKGROUND_SECONDS, "renewal_failed")
+
+    async def _renew(self, leases: dict[str, dict[str, float]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, members in leases.items():
+                pipe.zadd(key, members)
+                pipe.expire(key, int(2 * LEASE_SECONDS))
+            await pipe.execute()
 
 
 class QueueManager(socketio.AsyncRedisManager):  # type: ignore[misc]
