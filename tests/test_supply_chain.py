@@ -166,8 +166,12 @@ def all_workflows(by_python: dict[str, Path]) -> list[Path]:
     return rendered + workflow_files(ROOT)
 
 
-# The only job that writes: it pushes a branch and opens a pull request.
-WRITES = {"template-update.yml": {"contents": "write", "pull-requests": "write"}}
+# The only jobs that write, by workflow file and job: a project's update job pushes a branch
+# and opens a pull request; this repository's Pages deployment publishes the docs site.
+WRITES = {
+    ("template-update.yml", "update"): {"contents": "write", "pull-requests": "write"},
+    ("docs.yml", "deploy"): {"pages": "write", "id-token": "write"},
+}
 
 
 def test_workflows_follow_the_ci_rules(by_python: dict[str, Path]) -> None:
@@ -181,9 +185,10 @@ def test_workflows_follow_the_ci_rules(by_python: dict[str, Path]) -> None:
         assert workflow["permissions"] == {}, path
         for name, job in workflow["jobs"].items():
             assert "write-all" not in str(job.get("permissions")), (path, name)
-            assert job["permissions"] == WRITES.get(path.name, job["permissions"]), (path, name)
+            allowed = WRITES.get((path.name, name), {})
+            assert job["permissions"] == (allowed or job["permissions"]), (path, name)
             writes = {scope for scope, level in job["permissions"].items() if level != "read"}
-            assert writes <= set(WRITES.get(path.name, {})), (path, name)
+            assert writes <= set(allowed), (path, name)
             assert job["timeout-minutes"] <= 45, (path, name)
             for step in job["steps"]:
                 assert "${{" not in step.get("run", ""), (path, name, step)
