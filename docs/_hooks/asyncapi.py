@@ -108,12 +108,11 @@ def type_text(doc: Document, schema: Any) -> str:
         text = "enum"
     elif "properties" in schema:
         text = "object"
+    elif "oneOf" in schema or "anyOf" in schema:
+        options = schema.get("oneOf", schema.get("anyOf", []))
+        text = "one of: " + "; ".join(type_text(doc, option) for option in options)
     else:
         text = "any"
-    for keyword in ("oneOf", "anyOf"):
-        if keyword in schema:
-            options = [type_text(doc, option) for option in schema[keyword]]
-            text = "one of: " + "; ".join(options) if text == "any" else text
     return text
 
 
@@ -183,6 +182,24 @@ def merge_all_of(doc: Document, schema: dict[str, Any]) -> dict[str, Any]:
     return {**merged, "properties": properties, "required": required}
 
 
+def error_codes(doc: Document, schema: Any, depth: int = 0) -> list[Any]:
+    """The values a field named `code` may take anywhere in `schema`: the error codes of an
+    acknowledgement envelope such as `{"ok": false, "error": {"code": ...}}`."""
+    schema, _ = doc.resolve(schema)
+    if not isinstance(schema, dict) or depth > MAX_DEPTH:
+        return []
+    found = []
+    for name, field in schema.get("properties", {}).items():
+        field, _ = doc.resolve(field)
+        if name == "code" and isinstance(field, dict):
+            found += field.get("enum", []) + ([field["const"]] if "const" in field else [])
+        found += error_codes(doc, field, depth + 1)
+    for keyword in ("oneOf", "anyOf", "allOf"):
+        for part in schema.get(keyword, []):
+            found += error_codes(doc, part, depth + 1)
+    return found
+
+
 def table(doc: Document, schema: Any) -> list[str]:
     """The payload as HTML tables: one per alternative of a top-level oneOf/anyOf."""
     target, _ = doc.resolve(schema) if isinstance(schema, dict) else (schema, None)
@@ -219,6 +236,16 @@ def message_name(doc: Document, reference: Any) -> tuple[dict[str, Any], str]:
     return message, str(message.get("name") or key or "message")
 
 
+def with_traits(doc: Document, node: dict[str, Any]) -> dict[str, Any]:
+    """A message or operation with its `traits` applied: a trait's fields, unless the node
+    sets them itself."""
+    merged: dict[str, Any] = {}
+    for trait in node.get("traits", []):
+        trait, _ = doc.resolve(trait)
+        merged.update(trait if isinstance(trait, dict) else {})
+    return {**merged, **{key: value for key, value in node.items() if key != "traits"}}
+
+
 def extensions(node: dict[str, Any]) -> list[str]:
     return [f"- `{key}`: {code(value)}" for key, value in node.items() if key.startswith("x-")]
 
@@ -229,10 +256,12 @@ def message_section(doc: Document, reference: Any, level: str, done: dict[int, s
     message, name = message_name(doc, reference)
     if id(message) in done:
         return [f"Message `{name}`: as [above](#{done[id(message)]}).", ""]
-    target = anchor("message", name)
-    while target in done.values():
-        target += "-"
+    base = target = anchor("message", name)
+    number = 2
+    while target in done.values():  # two messages of one name: one per direction, say
+        target, number = f"{base}-{number}", number + 1
     done[id(message)] = target
+    message = with_traits(doc, message)
     title = f" ({message['title']})" if message.get("title") and message["title"] != name else ""
     lines = [f"{level} Message `{name}`{title} {{#{target}}}", ""]
     for key in ("summary", "description"):
@@ -304,9 +333,26 @@ def operation_section(
         if "channel" in reply:
             lines += [f"Channel: `{doc.resolve(reply['channel'])[1]}`", ""]
         lines += extensions(reply) + ([""] if extensions(reply) else [])
+        codes = [
+            code
+            for reference in reply.get("messages", [])
+            for code in error_codes(doc, message_name(doc, reference)[0].get("payload"))
+        ]
+        if codes:
+            listed = ", ".join(f"`{c}`" for c in dict.fromkeys(codes))
+            lines += [f"Error codes: {listed}.", ""]
         for reference in reply.get("messages", []):
             lines += message_section(doc, reference, "#####", done)
     return lines
+
+
+def markdown_table(title: str, columns: list[str], rows: list[list[str]]) -> list[str]:
+    """A section with one table, or nothing when there are no rows."""
+    if not rows:
+        return []
+    lines = [f"## {title}", "", f"| {' | '.join(columns)} |", "|---" * len(columns) + "|"]
+    lines += [f"| {' | '.join(cell.replace(chr(10), ' ') for cell in row)} |" for row in rows]
+    return [*lines, ""]
 
 
 def overview(doc: Document) -> list[str]:
@@ -327,22 +373,21 @@ def overview(doc: Document) -> list[str]:
     if data.get("defaultContentType"):
         lines += [f"Default content type: `{data['defaultContentType']}`.", ""]
     lines += extensions(info) + extensions(data) + [""]
-    servers = data.get("servers", {})
-    if servers:
-        lines += [
-            "## Servers",
-            "",
-            "| server | host | protocol | path | security |",
-            "|---|---|---|---|---|",
-        ]
-        for name, server in servers.items():
-            server, _ = doc.resolve(server)
-            security = security_text(doc, server.get("security", []))
-            lines.append(
-                f"| `{name}` | `{server.get('host', '')}` | `{server.get('protocol', '')}` |"
-                f" `{server.get('pathname', '/')}` | {security} |"
-            )
-        lines.append("")
+    servers = [(name, doc.resolve(server)[0]) for name, server in data.get("servers", {}).items()]
+    lines += markdown_table(
+        "Servers",
+        ["server", "host", "protocol", "path", "security"],
+        [
+            [
+                f"`{name}`",
+                f"`{server.get('host', '')}`",
+                f"`{server.get('protocol', '')}`",
+                f"`{server.get('pathname', '/')}`",
+                security_text(doc, server.get("security", [])),
+            ]
+            for name, server in servers
+        ],
+    )
     schemes = data.get("components", {}).get("securitySchemes", {})
     if schemes:
         lines += ["## Security schemes", ""]
@@ -357,22 +402,24 @@ def overview(doc: Document) -> list[str]:
             description = f": {scheme['description']}" if scheme.get("description") else ""
             lines.append(f"- `{name}` ({', '.join(details)}){description}")
         lines.append("")
-    channels = data.get("channels", {})
-    if channels:
-        lines += [
-            "## Channels (namespaces)",
-            "",
-            "| channel | namespace | messages | description |",
-            "|---|---|---|---|",
-        ]
-        for name, channel in channels.items():
-            channel, _ = doc.resolve(channel)
-            names = ", ".join(
-                f"`{message_name(doc, m)[1]}`" for m in channel.get("messages", {}).values()
-            )
-            about = ". ".join(str(channel[k]) for k in ("title", "description") if channel.get(k))
-            lines.append(f"| `{name}` | `{channel.get('address')}` | {names} | {about} |")
-        lines.append("")
+    channels = [
+        (name, doc.resolve(channel)[0]) for name, channel in data.get("channels", {}).items()
+    ]
+    lines += markdown_table(
+        "Channels (namespaces)",
+        ["channel", "namespace", "messages", "description"],
+        [
+            [
+                f"`{name}`",
+                f"`{channel.get('address')}`",
+                ", ".join(
+                    f"`{message_name(doc, m)[1]}`" for m in channel.get("messages", {}).values()
+                ),
+                ". ".join(str(channel[k]) for k in ("title", "description") if channel.get(k)),
+            ]
+            for name, channel in channels
+        ],
+    )
     return lines
 
 
@@ -412,7 +459,7 @@ def page(data: dict[str, Any]) -> str:
     lines += ["## Operations", ""]
     done: dict[int, str] = {}
     for op_id, operation in operations.items():
-        lines += operation_section(doc, op_id, doc.resolve(operation)[0], done)
+        lines += operation_section(doc, op_id, with_traits(doc, doc.resolve(operation)[0]), done)
     others = unused_messages(doc, [doc.resolve(o)[0] for o in operations.values()])
     if others:
         lines += ["## Messages of no operation", ""]
