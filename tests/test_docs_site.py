@@ -165,6 +165,8 @@ def message_names(document: dict[str, Any]) -> set[str]:
 
 
 def test_the_asyncapi_page_names_every_operation_and_message(build: Build) -> None:
+    """Each operation of docs/asyncapi.json has a section (its id as heading and anchor),
+    every message is named, and the JSON file is published beside the page, linked."""
     document = json.loads((ROOT / "docs" / "asyncapi.json").read_text())
     page = parse(build.page("asyncapi"))
     everything = " ".join(page.section(anchor) for anchor in page.text)
