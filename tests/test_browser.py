@@ -610,6 +610,29 @@ def test_vendored_client_is_the_locked_release(tmp_path: Path) -> None:
     assert str(parser.scripts[0]["integrity"]).startswith("sha384-")
 
 
+def post_token(stack: Stack, fetch_site: str) -> int:
+    """The status of a POST /token to the app page server, as sent from `fetch_site`."""
+    context = ssl.create_default_context(cafile=stack.ca)
+    request = (
+        f"POST /token HTTP/1.1\r\nHost: {APP}:{stack.app_port}\r\n"
+        f"Sec-Fetch-Site: {fetch_site}\r\nContent-Length: 0\r\n\r\n"
+    )
+    with (
+        socket.create_connection(("127.0.0.1", stack.app_port), timeout=WAIT) as sock,
+        context.wrap_socket(sock, server_hostname=APP) as tls,
+    ):
+        tls.sendall(request.encode())
+        return int(tls.recv(64).split()[1])
+
+
+def test_page_server_gives_tokens_to_its_own_page_only(stack: Stack) -> None:
+    """Another site's page can make a browser post to /token (not read the answer): the
+    browser says so in `Sec-Fetch-Site`, and serve.py refuses."""
+    assert post_token(stack, "cross-site") == 403
+    assert post_token(stack, "same-site") == 403
+    assert post_token(stack, "same-origin") == 200
+
+
 def test_page_server_refuses_to_run_in_production(stack: Stack) -> None:
     """serve.py's /token signs for anyone who asks: outside development it does not start."""
     result = subprocess.run(  # noqa: S603 - the project's Python, its example
