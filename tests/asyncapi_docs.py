@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import functools
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,9 +74,42 @@ def parser() -> Path:
     return directory
 
 
-def validate(documents: Sequence[Path]) -> str:
-    """Every document through the parser in one process; fails naming each error and
-    warning (validate.mjs). Returns the parser's report."""
+def parse(documents: Sequence[Path]) -> subprocess.CompletedProcess[str]:
+    """Every document through the parser, in one process: exit 1 and a line for each error
+    and warning when any has one (validate.mjs)."""
     directory = parser()
-    node = shutil.which("node") or "node"
-    return run([node, directory / "validate.mjs", *documents], cwd=directory, timeout=300).stdout
+    return subprocess.run(  # noqa: S603 - node, our script, our documents
+        [shutil.which("node") or "node", directory / "validate.mjs", *documents],
+        cwd=directory, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def validate(documents: Sequence[Path]) -> None:
+    result = parse(documents)
+    assert result.returncode == 0, f"the AsyncAPI parser refused:\n{result.stdout}{result.stderr}"
+
+
+# Run by a virtual environment that has the projects' dependencies (not the projects), with
+# project directories as arguments: prints those whose docs/asyncapi.json is not what their
+# own generator makes, given the version and description of their pyproject.toml.
+_STALE = """
+import importlib, sys, tomllib
+from pathlib import Path
+for project in map(Path, sys.argv[1:]):
+    package = next((project / "src").glob("*/asyncapi.py")).parent.name
+    for name in [m for m in sys.modules if m.split(".")[0] == package]:
+        del sys.modules[name]  # a set of the same batch with the same package name
+    sys.path.insert(0, str(project / "src"))
+    generator = importlib.import_module(package + ".asyncapi")
+    sys.path.pop(0)
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    made = generator.dumps(generator.document(meta["version"], meta["description"]))
+    if made != (project / "docs" / "asyncapi.json").read_text(encoding="utf-8"):
+        print(project)
+"""
+
+
+def stale(projects: Sequence[Path], python: Path) -> list[str]:
+    """The projects whose rendered document differs from their generator's, run by
+    `python` in one process."""
+    return run([python, "-c", _STALE, *projects], cwd=ROOT, timeout=300).stdout.split()
