@@ -11,17 +11,20 @@ generator.
 
 The parser is `@asyncapi/parser` with its default ruleset, pinned with hashes in
 tests/asyncapi/package-lock.json and installed with `npm ci` into a temporary directory
-once per test process.
+once per test process, which keeps one Node process for all its documents.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import queue
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import ROOT, run
@@ -58,35 +61,82 @@ def as_template(document: str) -> str:
     return HEADER + document
 
 
+@dataclass(frozen=True)
+class Parsed:
+    problems: int
+    report: str  # a line per error or warning: "<file>: <severity> <rule> at <path>: ..."
+
+
+class _Parser:
+    """`validate.mjs --stdin` in a directory where `npm ci` installed the pinned parser
+    from the lockfile (every package checked against its hash; no install scripts run)."""
+
+    def __init__(self) -> None:
+        node, npm = shutil.which("node"), shutil.which("npm")
+        if node is None or npm is None:
+            raise RuntimeError("node and npm are needed to validate AsyncAPI documents")
+        directory = Path(tempfile.mkdtemp(prefix="asyncapi-parser-"))
+        for name in ("package.json", "package-lock.json", "validate.mjs"):
+            shutil.copy2(PARSER_DIR / name, directory / name)
+        run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=directory, timeout=300)  # fmt: skip
+        self._process = subprocess.Popen(  # noqa: S603 - node and our script
+            [node, "validate.mjs", "--stdin"], cwd=directory, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        # Lines through a queue, so that waiting for one has a deadline.
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        atexit.register(self._close, directory)
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put("")  # the process ended
+
+    def parse(self, documents: Sequence[Path]) -> Parsed:
+        assert self._process.stdin is not None
+        self._process.stdin.write("\t".join(str(document) for document in documents) + "\n")
+        self._process.stdin.flush()
+        report = []
+        while True:
+            try:
+                line = self._lines.get(timeout=300)
+            except queue.Empty:
+                raise AssertionError("the AsyncAPI parser gave no answer in 300 s") from None
+            if not line:
+                raise AssertionError(f"the AsyncAPI parser ended: {self._stderr()}")
+            if line.startswith("done "):
+                return Parsed(int(line.removeprefix("done ")), "\n".join(report))
+            report.append(line)
+
+    def _stderr(self) -> str:
+        self._process.wait(timeout=30)
+        assert self._process.stderr is not None
+        return self._process.stderr.read()
+
+    def _close(self, directory: Path) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @functools.cache
-def parser() -> Path:
-    """A directory with the pinned parser installed and the validation script: `npm ci`
-    from the lockfile (every package checked against its hash), no install scripts run."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        raise RuntimeError("node and npm are needed to validate AsyncAPI documents (Node 20+)")
-    directory = Path(tempfile.mkdtemp(prefix="asyncapi-parser-"))
-    atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    for name in ("package.json", "package-lock.json", "validate.mjs"):
-        shutil.copy2(PARSER_DIR / name, directory / name)
-    run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=directory, timeout=300)  # fmt: skip
-    return directory
+def _parser() -> _Parser:
+    return _Parser()
 
 
-def parse(documents: Sequence[Path]) -> subprocess.CompletedProcess[str]:
-    """Every document through the parser, in one process: exit 1 and a line for each error
-    and warning when any has one (validate.mjs)."""
-    directory = parser()
-    return subprocess.run(  # noqa: S603 - node, our script, our documents
-        [shutil.which("node") or "node", directory / "validate.mjs", *documents],
-        cwd=directory, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+def parse(documents: Sequence[Path]) -> Parsed:
+    """Every document through the parser (validate.mjs): how many problems, and the lines
+    that name them."""
+    return _parser().parse(documents)
 
 
 def validate(documents: Sequence[Path]) -> None:
-    result = parse(documents)
-    assert result.returncode == 0, f"the AsyncAPI parser refused:\n{result.stdout}{result.stderr}"
+    parsed = parse(documents)
+    assert parsed.problems == 0, f"the AsyncAPI parser refused:\n{parsed.report}"
 
 
 # Run by a virtual environment that has the projects' dependencies (not the projects), with

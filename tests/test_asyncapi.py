@@ -69,11 +69,11 @@ def test_the_parser_accepts_the_default_document_and_refuses_broken_ones(
     broken = {"dangling.json": dangling, "incomplete.json": incomplete}
     for name, content in broken.items():
         (tmp_path / name).write_text(json.dumps(content), encoding="utf-8")
-    result = parse([document, *(tmp_path / name for name in broken)])
-    assert result.returncode == 1, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    assert not [line for line in lines if line.startswith(str(document))], result.stdout
-    assert any("dangling.json: error invalid-ref" in line for line in lines), result.stdout
+    parsed = parse([document, *(tmp_path / name for name in broken)])
+    lines = parsed.report.splitlines()
+    assert parsed.problems == len(lines) >= 2, parsed.report
+    assert not [line for line in lines if line.startswith(f"{document}: ")], parsed.report
+    assert any("dangling.json: error invalid-ref" in line for line in lines), parsed.report
     assert any("incomplete.json: error" in line and '"version"' in line for line in lines), (
-        result.stdout
+        parsed.report
     )
