@@ -30,6 +30,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel
 
 from .answers import JWT_ALGORITHM, JWT_AUDIENCE, JWT_ISSUER, PROJECT_NAME, SCRIPT, TLS_PROFILE
+from .auth import REQUIRED_CLAIMS
 from .dispatch import ERROR_MESSAGES, NOTICE_CODES, Registration, Router
 from .keys import UnknownKeyError, VerificationKey
 from .lifecycle import ADMIN_NAMESPACE, ADMIN_SCOPE
@@ -147,6 +148,7 @@ def _server() -> dict[str, Any]:
 
 
 def _security_scheme() -> dict[str, Any]:
+    claims = ", ".join(f"`{claim}`" for claim in REQUIRED_CLAIMS)
     return {
         "type": "http",
         "scheme": "bearer",
@@ -156,8 +158,8 @@ def _security_scheme() -> dict[str, Any]:
             '`{"token": "<jwt>"}` (never in a header or the query string), on every '
             f"namespace. Signed with {JWT_ALGORITHM}; issuer `{JWT_ISSUER}` and audience "
             f"`{JWT_AUDIENCE}` by default (settings `{ENV_PREFIX}JWT_ISSUER`, "
-            f"`{ENV_PREFIX}JWT_AUDIENCE`); `exp`, `iat` and `sub` are required. The `scope` "
-            "claim (space-separated, or a list) grants the operations' `x-scopes`; the "
+            f"`{ENV_PREFIX}JWT_AUDIENCE`); required claims: {claims}. The `scope` claim "
+            "(space-separated, or a list) grants the operations' `x-scopes`; the "
             "`rooms` claim lists the rooms the subject may join (names, `prefix*` or `*`). "
             "A refused token gets `connect_error` with the message `unauthorized`. The "
             "session ends when the token expires unless `reauth` renews it."
