@@ -8,6 +8,10 @@ same sets again. Project names are chosen around every module the rendered proje
 tests import (read from a rendered project, so the list stays true): a package name that
 sorts just before or after one of them must not change any import block.
 
+Each set's AsyncAPI document (docs/asyncapi.json) is compared with what its own generator
+makes, and goes through the official parser: awkward answers are where the template's copy
+and the generator could part.
+
 Cost: one virtual environment (the default project's, made from its lock) serves every set
 as its `.venv`: mypy finds the rendered package through its `files` setting (src/), not
 through the installed project, and the hooks run with `UV_NO_SYNC=1`. mypy's cache is
@@ -27,6 +31,7 @@ from typing import Any
 
 import pytest
 import yaml
+from asyncapi_docs import DOCUMENT, parse, stale
 
 from harness import (
     ALGORITHMS,
@@ -288,14 +293,25 @@ def test_every_valid_answer_set_passes_the_projects_own_checks(
     default, venv = baseline
     sets = answer_sets(SEED, imported_modules(default))
     failures = []
+    projects = {}
     for index in range(batch, SETS, BATCHES):
         answers = sets[index]
         started = time.monotonic()
-        project = render(tmp_path / f"set{index}", **answers)
+        project = projects[index] = render(tmp_path / f"set{index}", **answers)
         problems = check_set(project, venv, mypy_cache, answers)
         print(f"set {index}: {time.monotonic() - started:.1f} s")
         if problems:
             failures.append(f"set {index} {answers!r}:\n{problems}")
+    # The batch's documents: their generators in one process, then the parser.
+    differ = set(stale(list(projects.values()), venv / "bin" / "python"))
+    parsed = parse([project / DOCUMENT for project in projects.values()])
+    for index, project in projects.items():
+        prefix = f"{project / DOCUMENT}: "
+        problems = [line for line in parsed.report.splitlines() if line.startswith(prefix)]
+        if str(project) in differ:
+            problems.insert(0, f"{DOCUMENT} is not what the project's generator makes")
+        if problems:
+            failures.append(f"set {index} {sets[index]!r}:\n" + "\n".join(problems))
     assert not failures, f"{SEED_VARIABLE}={SEED}\n" + "\n\n".join(failures)
 
 

@@ -281,6 +281,25 @@ MUTATIONS = [
         "tests/test_payloads.py",
         ("test_invalid_payload_is_answered_invalid_payload",),
     ),
+    # docs/asyncapi.json describes the events and their schemas: an event added without
+    # regenerating it fails the project's drift test.
+    Mutation(
+        "C09",
+        "event-added-undocumented",
+        "events.py",
+        (
+            (
+                'router.on("message", Message, rooms.message, scope=SCOPE_WRITE)',
+                'router.on("message", Message, rooms.message, scope=SCOPE_WRITE); '
+                'router.on("shout", Message, rooms.message, scope=SCOPE_WRITE)',
+            ),
+        ),
+        "tests/test_asyncapi.py",
+        (
+            "test_the_committed_document_is_the_generators",
+            "test_every_registered_event_is_described_with_its_schema_and_scope",
+        ),
+    ),
     Mutation(
         "C10",
         "uvicorn-frame-limit-default",

@@ -16,6 +16,9 @@ Python changes asyncio, ssl and every library build under the service. So:
 - a supported Python this machine lacks (3.14) is rendered and checked statically here and
   runs in the rendered project's own CI.
 
+Every variant's AsyncAPI document (docs/asyncapi.json) goes through the official parser;
+the rendered test_asyncapi.py, among the tests the answers change, holds it to its generator.
+
 Ruff, mypy --strict and the hooks over many more answer combinations: test_answer_sets.py.
 """
 
@@ -28,6 +31,7 @@ from pathlib import Path
 import pytest
 import test_update
 import yaml
+from asyncapi_docs import DOCUMENT, validate
 
 from harness import (
     ALGORITHMS,
@@ -57,6 +61,7 @@ VARIANT_TESTS = (
     "test_startup.py",
     "test_tls.py",
     "test_reload.py",
+    "test_asyncapi.py",
 )
 # Tests of those files that no answer changes, each a command-line process or more: the
 # help, the version, the .env lookup, the refusals before anything is signed, a busy port,
@@ -105,6 +110,7 @@ def rendered(tmp_path: Path, algorithm: str, profile: str, python: str) -> tuple
     project = render(
         tmp_path / "project", jwt_algorithm=algorithm, tls_profile=profile, python_version=python
     )
+    validate([project / DOCUMENT])
     return project, make_venv(project, python=interpreter(python))
 
 
@@ -161,5 +167,6 @@ def test_python_this_machine_lacks_passes_static_checks(
     pyproject = (project / "pyproject.toml").read_text()
     assert f'requires-python = ">={python_version}"' in pyproject
     assert f'python_version = "{python_version}"' in pyproject
+    validate([project / DOCUMENT])
     venv = make_venv(project, install_project=False)
     project_checks(project, venv)

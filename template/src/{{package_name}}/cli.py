@@ -1,4 +1,4 @@
-"""The command line: `init-dev`, `serve`, `token`, `revoke`, `check`.
+"""The command line: `init-dev`, `serve`, `token`, `revoke`, `check`, `asyncapi`.
 
 Exit codes: 0 success; 1 findings (`check`); 2 refused, before anything is printed on
 standard output: bad settings, an insecure posture (`serve`), a port already in use
@@ -32,7 +32,7 @@ from typing import Final, NoReturn
 import jwt
 import uvicorn
 
-from . import admin, cluster, devcerts, keys, posture, reload, seclog, tls
+from . import admin, asyncapi, cluster, devcerts, keys, posture, reload, seclog, tls
 from .answers import PROJECT_NAME, SCRIPT
 from .auth import MAX_ROOM_GRANTS, MAX_SUB_CHARS, is_room_grant, is_subject
 from .events import SCOPE_JOIN, SCOPE_WRITE
@@ -45,6 +45,7 @@ PROG: Final = SCRIPT
 # that would only show later, as `forbidden`. Add yours here with their events.
 SCOPES: Final = frozenset({SCOPE_JOIN, SCOPE_WRITE, ADMIN_SCOPE})
 CERTS_DIR: Final = "certs"
+ASYNCAPI_FILE: Final = Path("docs") / "asyncapi.json"
 EXIT_FINDINGS: Final = 1
 EXIT_REFUSED: Final = 2
 
@@ -175,6 +176,18 @@ def _parser() -> argparse.ArgumentParser:
         "make `serve` refuse to start.",
     )
     check.set_defaults(run=check_command)
+
+    spec = commands.add_parser(
+        "asyncapi",
+        help="print the AsyncAPI document of the service's events",
+        description="Print the AsyncAPI 3.0 document of the service's events, built from "
+        "the code: the events the routers register, their payload models and scopes, the "
+        f"ack envelope and its error codes. {ASYNCAPI_FILE} is its committed copy, which "
+        f"the tests hold equal to it: after changing an event, run `{PROG} asyncapi "
+        f"--output {ASYNCAPI_FILE}`. Reads no settings: the document gives their defaults.",
+    )
+    spec.add_argument("--output", type=Path, help="write it to this file, not standard output")
+    spec.set_defaults(run=asyncapi_command)
     return parser
 
 
@@ -384,6 +397,25 @@ def revoke_command(args: argparse.Namespace) -> int:
             "the message queue is down: the other nodes apply it when it is back "
             "(that node refuses it now)"
         )
+    return 0
+
+
+def asyncapi_command(args: argparse.Namespace) -> int:
+    version, summary = _distribution("Version"), _distribution("Summary")
+    if version is None or summary is None:
+        raise Refused(
+            "the document gives the project's version and description, and the project is "
+            "not installed: run `uv sync`"
+        )
+    text = asyncapi.dumps(asyncapi.document(version, summary))
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            args.output.write_text(text, encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise Refused(f"cannot write {args.output}: {exc.strerror or exc}") from None
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 

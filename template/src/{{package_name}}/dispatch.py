@@ -5,6 +5,9 @@ Handlers receive a validated payload and the caller's identity and return an ack
 envelope: `{"ok": true, ...}` or `{"ok": false, "error": {"code": C, "message": M}}` with a
 stable code. No exception escapes to python-socketio, so a hostile payload costs the
 sender an error ack and nothing else.
+
+Each router keeps what it registered (`Router.registrations`): the event names, schemas
+and scopes of the service's API, which `asyncapi.py` describes.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, get_args
 
 import socketio
 from pydantic import BaseModel, ValidationError
@@ -22,14 +25,16 @@ from pydantic import BaseModel, ValidationError
 from . import seclog
 from .auth import Identity
 from .packets import CATCH_ALL
+from .schemas import ErrorCode, NoticeCode
 from .sessions import Session, Sessions
 
 Ack = dict[str, Any]
 P = TypeVar("P", bound=BaseModel)
 Handler = Callable[["Context", P], Awaitable[Ack]]
-EndSession = Callable[[str, str, str], Coroutine[Any, Any, None]]
+EndSession = Callable[[str, NoticeCode, str], Coroutine[Any, Any, None]]
 
-ERROR_MESSAGES: Final = {
+# Every code of schemas.ErrorCode, with its message (the template's tests check both agree).
+ERROR_MESSAGES: Final[Mapping[ErrorCode, str]] = {
     "invalid_payload": "the payload does not match the event's schema",
     "forbidden": "the token does not grant this event",
     "rate_limited": "too many events; slow down",
@@ -40,6 +45,7 @@ ERROR_MESSAGES: Final = {
     "idle_timeout": "the session was idle too long",
     "internal": "internal error",
 }
+NOTICE_CODES: Final[tuple[NoticeCode, ...]] = get_args(NoticeCode)
 _log = logging.getLogger(__name__)
 
 
@@ -54,8 +60,29 @@ def ok(**fields: Any) -> Ack:
     return {"ok": True, **fields}
 
 
-def error(code: str) -> Ack:
+def error(code: ErrorCode) -> Ack:
+    # The shape of schemas.ErrorAck, built as a plain dict: refusals are the hot path of
+    # an abusive client (the rendered tests validate it against the model).
     return {"ok": False, "error": {"code": code, "message": ERROR_MESSAGES[code]}}
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One client event as a router registered it: what `asyncapi.py` describes."""
+
+    namespace: str
+    event: str
+    schema: type[BaseModel]
+    scope: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """An event the server sends on a namespace, besides acks and session notices."""
+
+    namespace: str
+    event: str
+    schema: type[BaseModel]
 
 
 class Router:
@@ -80,6 +107,8 @@ class Router:
         self._strikes = strikes
         self._namespace = namespace
         self._tasks: set[asyncio.Task[None]] = set()
+        self._registrations: list[Registration] = []
+        self._sent: list[Sent] = []
         # Every event name the namespace did not declare (python-socketio's catch-all; the
         # packet gate sends reserved and non-string names here too).
         sio.on(CATCH_ALL, handler=self._unknown, namespace=namespace)
@@ -93,9 +122,33 @@ class Router:
             return error("rate_limited")
         return self._refused(session, event, "unknown_event")
 
-    def _refused(self, session: Session, event: str, code: str) -> Ack:
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    @property
+    def registrations(self) -> tuple[Registration, ...]:
+        """The events registered so far, in the order of registration."""
+        return tuple(self._registrations)
+
+    @property
+    def sent(self) -> tuple[Sent, ...]:
+        """The events declared with `sends`."""
+        return tuple(self._sent)
+
+    def sends(self, event: str, schema: type[BaseModel]) -> None:
+        """Declare that the server sends `event` on this namespace with a `schema` payload
+        (the code that emits it builds the payload from `schema`). It changes nothing the
+        server does: it is what `asyncapi.py` describes."""
+        self._sent.append(Sent(self._namespace, event, schema))
+
+    def _refused(self, session: Session, event: str, code: ErrorCode) -> Ack:
         """The error ack `code`, and its line in the security log (one per refused event:
         the event budget bounds them)."""
+        self._log_refusal(session, event, code)
+        return error(code)
+
+    def _log_refusal(self, session: Session, event: str, code: str) -> None:
         seclog.event(
             "event_refused",
             level=logging.WARNING,
@@ -104,7 +157,6 @@ class Router:
             conn=session.conn,
             event=event,
         )
-        return error(code)
 
     def on(self, event: str, schema: type[P], handler: Handler[P], *, scope: str | None) -> None:
         async def dispatch(sid: str, *args: object) -> Ack:
@@ -115,6 +167,7 @@ class Router:
                 return error("internal")
 
         self._sio.on(event, handler=dispatch, namespace=self._namespace)
+        self._registrations.append(Registration(self._namespace, event, schema, scope))
 
     async def _dispatch(
         self,
@@ -146,7 +199,7 @@ class Router:
         context = Context(sid=sid, identity=session.identity, rooms=session.rooms)
         ack = await handler(context, payload)
         if not ack.get("ok"):
-            self._refused(session, event, str(ack.get("error", {}).get("code")))
+            self._log_refusal(session, event, str(ack.get("error", {}).get("code")))
         return ack
 
     def _within_budget(self, session: Session, event: str) -> bool:
@@ -166,7 +219,7 @@ class Router:
             self._end(session.sid, "rate_limited")
         return False
 
-    def _end(self, sid: str, code: str) -> None:
+    def _end(self, sid: str, code: NoticeCode) -> None:
         task = asyncio.get_running_loop().create_task(self._end_session(sid, code, self._namespace))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -16,10 +16,12 @@ from typing import Final
 import socketio
 
 from .dispatch import Ack, Context, Router, error, ok
-from .schemas import Join, Leave, Message
+from .schemas import Broadcast, Join, Leave, Message
 
 SCOPE_JOIN: Final = "rooms:join"
 SCOPE_WRITE: Final = "rooms:write"
+# The event the server sends to a room's other members, with a schemas.Broadcast payload.
+BROADCAST: Final = "message"
 
 
 def room_key(room: str) -> str:
@@ -64,13 +66,12 @@ class Rooms:
     async def message(self, ctx: Context, payload: Message) -> Ack:
         if not self._is_member(ctx, payload.room):
             return error("not_member")
-        broadcast = {
-            "room": payload.room,
-            "sub": ctx.identity.sub,
-            "text": payload.text,
-            "ts": time.time(),
-        }
-        await self._sio.emit("message", broadcast, room=room_key(payload.room), skip_sid=ctx.sid)
+        broadcast = Broadcast(
+            room=payload.room, sub=ctx.identity.sub, text=payload.text, ts=time.time()
+        )
+        await self._sio.emit(
+            BROADCAST, broadcast.model_dump(), room=room_key(payload.room), skip_sid=ctx.sid
+        )
         return ok(room=payload.room)
 
 
@@ -79,3 +80,4 @@ def register(router: Router, sio: socketio.AsyncServer, *, max_rooms: int) -> No
     router.on("join", Join, rooms.join, scope=SCOPE_JOIN)
     router.on("leave", Leave, rooms.leave, scope=None)
     router.on("message", Message, rooms.message, scope=SCOPE_WRITE)
+    router.sends(BROADCAST, Broadcast)

@@ -14,12 +14,12 @@ import socketio
 from . import seclog
 from .auth import AuthError, Identity, TokenVerifier
 from .cluster import Cluster
-from .dispatch import Ack, Context, error, ok
+from .dispatch import ERROR_MESSAGES, Ack, Context, error, ok
 from .guard import connection_state
 from .limits import TokenBucket
 from .packets import GatedServer
 from .revocations import Revocations
-from .schemas import Reauth, Revoke
+from .schemas import Notice, NoticeCode, Reauth, Revoke
 from .sessions import Session, Sessions
 from .settings import Settings
 
@@ -177,12 +177,12 @@ class Lifecycle:
         else:
             self._end_later(session.sid, "idle_timeout", namespace)
 
-    def _end_later(self, sid: str, code: str, namespace: str) -> None:
+    def _end_later(self, sid: str, code: NoticeCode, namespace: str) -> None:
         task = asyncio.get_running_loop().create_task(self.end(sid, code, namespace))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def end(self, sid: str, code: str, namespace: str = "/") -> None:
+    async def end(self, sid: str, code: NoticeCode, namespace: str = "/") -> None:
         """End a session: a notice with `code`, the Socket.IO disconnect, and then the
         connection itself, whatever the client does with the notice."""
         registry = self._admin_sessions if namespace == ADMIN_NAMESPACE else self._sessions
@@ -198,9 +198,8 @@ class Lifecycle:
         )
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, namespace)
         # The session is on this node: no need to publish its notice to the others.
-        await self._sio.emit(
-            code, error(code)["error"], to=sid, namespace=namespace, ignore_queue=True
-        )
+        notice = Notice(code=code, message=ERROR_MESSAGES[code]).model_dump()
+        await self._sio.emit(code, notice, to=sid, namespace=namespace, ignore_queue=True)
         await self._sio.disconnect(sid, namespace=namespace)
         if eio_sid is not None:
             await self._sio.close_transport(eio_sid)

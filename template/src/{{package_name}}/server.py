@@ -1,7 +1,8 @@
 """The server factory: the Socket.IO server behind its guard, and the uvicorn config.
 
 `create_app(settings)` and `uvicorn_config()` build everything from an explicit settings
-object and change nothing outside what they build; `prepare_process()` holds the
+object and change nothing outside what they build (`build_service()` is the Socket.IO part
+of `create_app`, whose routers `asyncapi.py` describes); `prepare_process()` holds the
 process-wide changes, made once before serving. Nothing happens at import time.
 
 Controls: websocket-only (C02), exact origin list (C03, also in the guard), CONNECT-time
@@ -12,6 +13,7 @@ admin UI (C21).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import socketio
@@ -33,7 +35,17 @@ from .web import ASGIApp, http_app
 SOCKETIO_PATH: Final = "socket.io"
 
 
-def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) -> ASGIApp:
+@dataclass(frozen=True, slots=True)
+class Service:
+    """The Socket.IO server with every handler registered, and what the app around it needs."""
+
+    sio: GatedServer
+    lifecycle: Lifecycle
+    routers: tuple[Router, ...]
+    cluster: Cluster | None
+
+
+def build_service(settings: Settings, *, key_source: keys.KeySource | None = None) -> Service:
     verifier = TokenVerifier(
         keys=key_source if key_source is not None else keys.key_source(settings),
         issuer=settings.jwt_issuer,
@@ -80,7 +92,12 @@ def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) 
     sio.on("disconnect", handler=lifecycle.admin_disconnect, namespace=ADMIN_NAMESPACE)
     admin = Router(sio, admin_sessions, lifecycle.end, strikes=strikes, namespace=ADMIN_NAMESPACE)
     admin.on("revoke", Revoke, lifecycle.revoke, scope=ADMIN_SCOPE)
+    return Service(sio, lifecycle, (router, admin), cluster)
 
+
+def create_app(settings: Settings, *, key_source: keys.KeySource | None = None) -> ASGIApp:
+    service = build_service(settings, key_source=key_source)
+    sio, lifecycle, cluster = service.sio, service.lifecycle, service.cluster
     if cluster is None:
         web = http_app()
     else:
