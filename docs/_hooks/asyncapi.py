@@ -299,6 +299,18 @@ def security_text(doc: Document, requirements: list[Any]) -> str:
     return "; ".join(parts) or "none"
 
 
+def operation_security(doc: Document, operation: dict[str, Any]) -> str:
+    """The operation's own security requirements or, without any, its servers' (AsyncAPI
+    3.0: an operation without `security` is guarded by the server's)."""
+    if operation.get("security"):
+        return security_text(doc, operation["security"])
+    servers = [doc.resolve(server)[0] for server in doc.data.get("servers", {}).values()]
+    inherited = [
+        req for server in servers if isinstance(server, dict) for req in server.get("security", [])
+    ]
+    return f"the connection's, {security_text(doc, inherited)}" if inherited else "none"
+
+
 def operation_section(
     doc: Document, op_id: str, operation: dict[str, Any], done: dict[int, str]
 ) -> list[str]:
@@ -317,7 +329,7 @@ def operation_section(
         f"- Channel: `{channel_key}`, namespace `{address}`"
         if address is not None
         else f"- Channel: `{channel_key}`",
-        f"- Security: {security_text(doc, operation.get('security', []))}",
+        f"- Security: {operation_security(doc, operation)}",
         *extensions(operation),
         "",
     ]
