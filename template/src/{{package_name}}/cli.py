@@ -354,12 +354,21 @@ def _signing_key(settings: Settings, refusal: str) -> object:
     return key
 
 
-def token_command(args: argparse.Namespace) -> int:
-    if args.room and len(args.room) > MAX_ROOM_GRANTS:
+def dev_token(
+    sub: str,
+    ttl: int,
+    scopes: Sequence[str] = (SCOPE_JOIN, SCOPE_WRITE),
+    rooms: Sequence[str] = ("*",),
+) -> str:
+    """A development token, signed with the development key of the settings in the
+    environment and `.env`; raises `Refused` (one line) wherever the service would refuse
+    the token or production settings forbid signing. The `token` command prints one; the
+    browser example's page server (examples/browser/serve.py) hands them to its page."""
+    if len(rooms) > MAX_ROOM_GRANTS:
         raise Refused(f"at most {MAX_ROOM_GRANTS} --room grants (the server refuses more)")
     settings, env_file = _settings()
     longest = settings.max_token_lifetime_seconds
-    if not 0 < args.ttl <= longest:
+    if not 0 < ttl <= longest:
         raise Refused(
             f"--ttl must be from 1 to {longest} seconds: the server refuses tokens that live "
             f"longer than {ENV_PREFIX}MAX_TOKEN_LIFETIME_SECONDS"
@@ -370,8 +379,12 @@ def token_command(args: argparse.Namespace) -> int:
         f"environment or {env_file}: run `{PROG} init-dev` (in production, tokens come "
         "from your identity provider)",
     )
+    return _sign(settings, key, sub, scopes, ttl, rooms)
+
+
+def token_command(args: argparse.Namespace) -> int:
     scopes = args.scope or (SCOPE_JOIN, SCOPE_WRITE)
-    print(_sign(settings, key, args.sub, scopes, args.ttl, args.room or ("*",)))
+    print(dev_token(args.sub, args.ttl, scopes, args.room or ("*",)))
     return 0
 
 
