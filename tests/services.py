@@ -130,6 +130,16 @@ class Pki:
         ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cls(directory, ca_file, key, cert)
 
+    @classmethod
+    def load(cls, directory: Path) -> Pki:
+        """The CA already in `directory` (`ca.pem`, `ca-key.pem`: a project's init-dev
+        `certs/`), issuing its certificates there."""
+        ca_file = directory / "ca.pem"
+        key = serialization.load_pem_private_key((directory / "ca-key.pem").read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{directory / 'ca-key.pem'} is not an EC key")
+        return cls(directory, ca_file, key, x509.load_pem_x509_certificate(ca_file.read_bytes()))
+
     def issue(
         self, stem: str, names: Sequence[str] = ("localhost",), ips: Sequence[str] = (HOST,)
     ) -> tuple[Path, Path]:
@@ -181,15 +191,36 @@ class Pki:
 # ------------------------------------------------------------------ processes
 
 
-def _spawn(args: Sequence[str | Path], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: Sequence[str | Path],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as output:
         return subprocess.Popen(  # noqa: S603 - Debian's servers, our arguments
             [str(arg) for arg in args],
+            cwd=cwd,
+            env=None if env is None else {**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a signal meant for the test runner is not theirs
         )
+
+
+@contextmanager
+def running(
+    args: Sequence[str | Path], log: Path, *, cwd: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process of ours (a project's command), output to `log`, with `env` over this
+    environment; stopped by its PID when the block ends, whatever happens."""
+    process = _spawn(args, log, cwd=cwd, env=env)
+    try:
+        yield process
+    finally:
+        _end(process)
 
 
 def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:

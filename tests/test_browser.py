@@ -17,7 +17,6 @@ that docs/browser.md shows.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import queue
@@ -36,15 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
+from services import Pki, free_port, running
 
 from harness import ROOT, SCRIPT, make_venv, render, run, tool
 
@@ -106,67 +102,6 @@ class Stack:
         return result.stdout.strip()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def issue(certs: Path, name: str) -> tuple[Path, Path]:
-    """A server certificate for `name` from the project's dev CA (init-dev's certs/)."""
-    ca_cert = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
-    ca_key = serialization.load_pem_private_key((certs / "ca-key.pem").read_bytes(), None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path, key_path = certs / f"{name}.pem", certs / f"{name}-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-@contextmanager
-def started(args: list[str | Path], cwd: Path, env: dict[str, str], log: Path) -> Iterator[None]:
-    """A process of ours, stopped by its PID when the block ends (killed if it lingers)."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - the project's own commands
-            [str(arg) for arg in args],
-            cwd=cwd,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
 def wait_for_tls(port: int, name: str, ca: Path, log: Path) -> None:
     """Until a TLS handshake with `name`'s certificate succeeds on `port` (bounded)."""
     context = ssl.create_default_context(cafile=ca)
@@ -203,14 +138,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     service = f"https://localhost:{ports['service']}"
     with ExitStack() as stack:
         stack.enter_context(
-            started([tool(venv, SCRIPT), "serve", "--port", str(ports["service"])],
-                    project, env, logs / "service.log")
+            running([tool(venv, SCRIPT), "serve", "--port", str(ports["service"])],
+                    logs / "service.log", cwd=project, env=env)
         )  # fmt: skip
+        pki = Pki.load(certs)
         for name, host in (("app", APP), ("evil", EVIL)):
-            cert, key = issue(certs, host)
+            cert, key = pki.issue(host, names=(host,), ips=())
             page = [python, serve_py, "--port", str(ports[name]), "--service", service,
                     "--cert", cert, "--key", key, "--ttl", str(TOKEN_TTL)]  # fmt: skip
-            stack.enter_context(started(page, project, env, logs / f"{name}.log"))
+            stack.enter_context(running(page, logs / f"{name}.log", cwd=project, env=env))
         ca = certs / "ca.pem"
         wait_for_tls(ports["service"], "localhost", ca, logs / "service.log")
         wait_for_tls(ports["app"], APP, ca, logs / "app.log")
@@ -254,9 +190,10 @@ def chromium(home: Path) -> Iterator[WebDriver]:
 
 @pytest.fixture(scope="module")
 def browser(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    os.environ["SE_OFFLINE"] = "true"
-    with chromium(nss_home(tmp_path_factory.mktemp("home"), stack.ca)) as driver:
-        yield driver
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SE_OFFLINE", "true")  # Selenium reads it in this process too
+        with chromium(nss_home(tmp_path_factory.mktemp("home"), stack.ca)) as driver:
+            yield driver
 
 
 class Page:

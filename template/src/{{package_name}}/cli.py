@@ -44,6 +44,9 @@ PROG: Final = SCRIPT
 # The scopes the server checks (events.py, lifecycle.py): a token with any other is a typo
 # that would only show later, as `forbidden`. Add yours here with their events.
 SCOPES: Final = frozenset({SCOPE_JOIN, SCOPE_WRITE, ADMIN_SCOPE})
+# What a development token grants unless `token --scope/--room` says otherwise.
+DEV_SCOPES: Final = (SCOPE_JOIN, SCOPE_WRITE)
+DEV_ROOMS: Final = ("*",)
 CERTS_DIR: Final = "certs"
 ASYNCAPI_FILE: Final = Path("docs") / "asyncapi.json"
 EXIT_FINDINGS: Final = 1
@@ -357,8 +360,8 @@ def _signing_key(settings: Settings, refusal: str) -> object:
 def dev_token(
     sub: str,
     ttl: int,
-    scopes: Sequence[str] = (SCOPE_JOIN, SCOPE_WRITE),
-    rooms: Sequence[str] = ("*",),
+    scopes: Sequence[str] = DEV_SCOPES,
+    rooms: Sequence[str] = DEV_ROOMS,
 ) -> str:
     """A development token, signed with the development key of the settings in the
     environment and `.env`; raises `Refused` (one line) wherever the service would refuse
@@ -383,8 +386,7 @@ def dev_token(
 
 
 def token_command(args: argparse.Namespace) -> int:
-    scopes = args.scope or (SCOPE_JOIN, SCOPE_WRITE)
-    print(dev_token(args.sub, args.ttl, scopes, args.room or ("*",)))
+    print(dev_token(args.sub, args.ttl, args.scope or DEV_SCOPES, args.room or DEV_ROOMS))
     return 0
 
 
